@@ -1,0 +1,95 @@
+"""Per-scope accounting of one party: bytes, messages, rounds and wall time.
+
+Bytes are recorded in the innermost open scope; rounds and seconds are measured at scope
+exit and so include nested scopes. ``report()`` rolls bytes up to every enclosing scope,
+so "layer3" includes "layer3.softmax". Payload bytes are what protocols declare; wire
+bytes add the 36-byte frame headers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+BYTE_FIELDS = (
+    "online_sent",
+    "online_recv",
+    "offline_sent",
+    "offline_recv",
+    "wire_sent",
+    "wire_recv",
+    "messages_sent",
+)
+
+
+@dataclass
+class Stats:
+    online_sent: int = 0  # payload bytes sent to the other computing party
+    online_recv: int = 0
+    offline_sent: int = 0  # correlation bytes the helper sent (P0 only)
+    offline_recv: int = 0  # correlation bytes received from the helper (P1, P2)
+    wire_sent: int = 0  # frame bytes incl. headers, online and offline
+    wire_recv: int = 0
+    messages_sent: int = 0
+    rounds: int = 0
+    seconds: float = 0.0
+    calls: int = 0
+
+
+class Accounting:
+    def __init__(self, clock):
+        self._clock = clock  # callable returning the party's Lamport round clock
+        self._stack: list[str] = []
+        self._own: dict[str, Stats] = defaultdict(Stats)  # exclusive bytes per path
+        self._incl: dict[str, Stats] = defaultdict(Stats)  # inclusive rounds/seconds
+        self._t0 = time.perf_counter()
+
+    @property
+    def path(self) -> str:
+        return ".".join(self._stack)
+
+    def add(self, **counts) -> None:
+        st = self._own[self.path]
+        for k, v in counts.items():
+            setattr(st, k, getattr(st, k) + v)
+
+    @contextmanager
+    def scope(self, name: str):
+        if not name or "." in name:
+            raise ValueError(f"scope names are non-empty and dot-free, got {name!r}")
+        self._stack.append(name)
+        path = self.path
+        c0, t0 = self._clock(), time.perf_counter()
+        try:
+            yield path
+        finally:
+            st = self._incl[path]
+            st.rounds += self._clock() - c0
+            st.seconds += time.perf_counter() - t0
+            st.calls += 1
+            self._stack.pop()
+
+    def measure(self, path: str) -> Stats:
+        """Inclusive stats of ``path`` ('' = everything so far)."""
+        out = Stats()
+        for p, st in self._own.items():
+            if path == "" or p == path or p.startswith(path + "."):
+                for f in BYTE_FIELDS:
+                    setattr(out, f, getattr(out, f) + getattr(st, f))
+        if path == "":
+            out.rounds = self._clock()
+            out.seconds = time.perf_counter() - self._t0
+            out.calls = 1
+        else:
+            inc = self._incl.get(path, Stats())
+            out.rounds, out.seconds, out.calls = inc.rounds, inc.seconds, inc.calls
+        return out
+
+    def report(self) -> dict:
+        paths = sorted(set(self._incl) | {p for p in self._own if p})
+        return {
+            "total": asdict(self.measure("")),
+            "scopes": {p: asdict(self.measure(p)) for p in paths},
+        }
