@@ -44,6 +44,7 @@ class Accounting:
         self._stack: list[str] = []
         self._own: dict[str, Stats] = defaultdict(Stats)  # exclusive bytes per path
         self._incl: dict[str, Stats] = defaultdict(Stats)  # inclusive rounds/seconds
+        self._spans: dict[str, list[tuple[int, int]]] = defaultdict(list)  # clock per call
         self._t0 = time.perf_counter()
 
     @property
@@ -66,7 +67,9 @@ class Accounting:
             yield path
         finally:
             st = self._incl[path]
-            st.rounds += self._clock() - c0
+            c1 = self._clock()
+            st.rounds += c1 - c0
+            self._spans[path].append((c0, c1))
             st.seconds += time.perf_counter() - t0
             st.calls += 1
             self._stack.pop()
@@ -92,4 +95,41 @@ class Accounting:
         return {
             "total": asdict(self.measure("")),
             "scopes": {p: asdict(self.measure(p)) for p in paths},
+            "spans": {p: list(map(list, self._spans[p])) for p in paths},
         }
+
+
+def merge_reports(reports: dict[int, dict]) -> dict:
+    """Combine the reports of P0, P1, P2 into one view per scope.
+
+    A party's own ``rounds`` is its clock delta, which under-counts when the parties enter
+    a scope at different clocks; the merged rounds of a call are
+    ``max_p(end_p) - max_p(start_p)`` over P1 and P2, summed over calls, and add up
+    exactly to the total.
+    """
+    p1, p2 = reports[1], reports[2]
+    dealer = reports.get(0, {"scopes": {}, "total": {}})
+
+    def rounds(path):
+        if path == "":
+            return max(p1["total"]["rounds"], p2["total"]["rounds"])
+        s1, s2 = p1["spans"].get(path, []), p2["spans"].get(path, [])
+        if len(s1) != len(s2):
+            return max(p1["scopes"][path]["rounds"], p2["scopes"][path]["rounds"])
+        return sum(max(a[1], b[1]) - max(a[0], b[0]) for a, b in zip(s1, s2))
+
+    def view(path):
+        a = p1["total"] if path == "" else p1["scopes"].get(path, asdict(Stats()))
+        b = p2["total"] if path == "" else p2["scopes"].get(path, asdict(Stats()))
+        d = dealer["total"] if path == "" else dealer["scopes"].get(path, asdict(Stats()))
+        return {
+            "online_bytes": [a["online_sent"], b["online_sent"]],
+            "offline_bytes": [a["offline_recv"], b["offline_recv"]],
+            "wire_bytes": [a["wire_sent"], b["wire_sent"], d.get("wire_sent", 0)],
+            "rounds": rounds(path),
+            "seconds": max(a["seconds"], b["seconds"]),
+            "calls": a["calls"],
+        }
+
+    paths = sorted(set(p1["scopes"]) | set(p2["scopes"]))
+    return {"total": view(""), "scopes": {p: view(p) for p in paths}}

@@ -35,3 +35,11 @@ class SessionMismatch(FrameError):
 
 class SpecMismatch(FrameError):
     """A peer sent arrays of another ring or shape than this party expects."""
+
+
+class HandshakeError(PeerError):
+    """A connection handshake failed: unexpected rank, duplicate connection or TLS failure."""
+
+
+class LaunchError(MPCError):
+    """Starting or supervising the party processes failed."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mpc.cost import Cost
 from mpc.shares import Shared
+from net.accounting import merge_reports
 from net.local import LocalRun, run_local
 
 
@@ -13,11 +14,8 @@ def measured(run: LocalRun, scope: str) -> Cost:
     dealer = run.reports[0]["scopes"].get(scope, {"offline_sent": 0})
     assert dealer["offline_sent"] == r1["offline_recv"] + r2["offline_recv"], "dealer/party mismatch"
     assert r1["online_sent"] == r2["online_recv"] and r2["online_sent"] == r1["online_recv"]
-    return Cost(
-        (r1["online_sent"], r2["online_sent"]),
-        (r1["offline_recv"], r2["offline_recv"]),
-        max(r1["rounds"], r2["rounds"]),
-    )
+    m = merge_reports(run.reports)["scopes"][scope]
+    return Cost(tuple(m["online_bytes"]), tuple(m["offline_bytes"]), m["rounds"])
 
 
 def run_and_open(program, mode: str = "live", scope: str = "proto", **kw):

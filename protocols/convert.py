@@ -1,0 +1,269 @@
+"""Precision conversion without a truncation protocol (project notes §4.2), and ring
+up/down conversion for dual shares.
+
+``requant``: acc shared over Z_2^B (read as two's complement), output T[h] for h about
+acc / 2^c, where the public table T (length 2^(B-c), indexed by h mod 2^(B-c)) folds scale,
+zero point, clamp and activation (``requant_table``). One mask r in Z_2^B (free); online
+open delta = acc - r (B bits per party, 1 round). Write r = r_h 2^c + r_l.
+
+* stochastic (default): index delta* = delta - 1 (public), T'[j] = T[j + r_h + 1] gathered
+  at floor(delta*/2^c). Output T[floor(acc/2^c) + eps], eps = [r_l < acc mod 2^c]:
+  unbiased stochastic rounding, P(eps = 1) = (acc mod 2^c)/2^c exactly (without the public
+  -1 it would be (acc mod 2^c + 1)/2^c). Offline 2^(B-c) m bits per element and table.
+  The index wraps mod 2^(B-c): keep acc < 2^(B-1) - 2^c to avoid the top entry wrapping.
+* exact: output T[floor(acc/2^c)]. The carry k = [delta_l + r_l >= 2^c] (public delta_l,
+  r_l known to P0) is opened masked by a dealer bit u, t = k xor u (1 bit per party), and
+  the output gathered from the 2-column table U[j, t] = T[j + r_h + (t xor u)] (2^(B-c+1) m
+  bits offline). Carry shares come from one of:
+  - one digit (c <= 12): a dealt XOR table K[j] = [j + r_l >= 2^c] xor u, gathered at
+    delta_l (2^c bits offline). 2 rounds, B + 1 bits per party online.
+  - k >= 2 digits of w_i <= 12 bits: per digit a dealt Z_4 table of the masked carry state
+    z_i = state(delta_i + r_i) + rho_i (kill 0 / propagate 1 / generate 2, rho_i uniform),
+    gathered at delta_i and opened (2k bits); the carry is then a dealt XOR table over the
+    public z (4^k entries, rotated by rho, xor u). 3 rounds, B + 2k + 1 bits online,
+    offline sum_i 2^(w_i+1) + 4^k bits. Every table index stays <= 12 bits.
+
+``extend`` (Z_2^k -> Z_2^B): wrap-bit method, not an identity LUT: same online cost (k bits,
+1 round) but 2^k (B-k) instead of 2^k B offline bits. With R in Z_2^B from the seeds
+(free), r = R mod 2^k, R_h = R >> k: open delta = x - r in Z_2^k; x = delta + R - 2^k K[delta]
+with the dealt table K[j] = [j + r >= 2^k] + R_h over Z_2^(B-k). Signed: shift by 2^(k-1).
+Down conversion is free (``Shared.reduce``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mpc.cost import Cost, msg
+from mpc.prg import PRG, fresh_seed
+from mpc.ring import BOOL, DomainMismatch, Ring, ring
+from mpc.shares import Dual, Shared
+from protocols.lut import (
+    MAX_INDEX_BITS,
+    MULTI_INDEX_BITS,
+    _check_tables,
+    _size,
+    deal_tables,
+    flat_index,
+    gather,
+    rotated_index,
+)
+
+U64 = np.uint64
+
+
+def requant_table(fn, in_bits: int, *, in_scale=1.0, out_scale=1.0, zero_point=0,
+                  lo=-128, hi=127) -> np.ndarray:
+    """Table of length 2^in_bits indexed by h mod 2^in_bits (h signed): entry =
+    clamp(round(fn(h * in_scale) / out_scale) + zero_point, lo, hi); fn None = identity.
+    Rounding is half to even (np.rint)."""
+    j = np.arange(1 << in_bits, dtype=np.int64)
+    h = (j - ((j >> (in_bits - 1)) << in_bits)).astype(np.float64) * in_scale
+    y = h if fn is None else np.asarray(fn(h), dtype=np.float64)
+    return np.clip(np.rint(y / out_scale) + zero_point, lo, hi).astype(np.int64)
+
+
+# -- parameters -----------------------------------------------------------------------------
+def _digits(c: int, k: int) -> list[int]:
+    return [c // k + (i < c % k) for i in range(k)]
+
+
+def carry_plan(c: int, carry_digits=None, max_index_bits=MULTI_INDEX_BITS) -> list[int]:
+    """Digit widths (low to high) used to resolve the carry of the low c bits. Default:
+    one digit if c <= 8, else the k in 2..6 with the fewest offline bits."""
+    lim = min(max_index_bits, MAX_INDEX_BITS)
+    if carry_digits is None:
+        if c <= min(8, lim):
+            return [c]
+        ks = [k for k in range(2, 7) if -(-c // k) <= lim and 2 * k <= lim and k <= c]
+        if not ks:
+            raise ValueError(f"cannot split a {c}-bit carry into tables of <= 2^{lim}")
+        return _digits(c, min(ks, key=lambda k: sum(2 << w for w in _digits(c, k)) + 4**k))
+    k = int(carry_digits)
+    if not 1 <= k <= c or -(-c // k) > lim or (k > 1 and 2 * k > lim):
+        raise ValueError(f"{k} carry digits for c={c} need tables beyond 2^{lim} entries")
+    return _digits(c, k)
+
+
+def _check_requant(acc, c, tables, exact, max_index_bits):
+    if not isinstance(acc, Shared) or not isinstance(acc.dom, Ring):
+        raise DomainMismatch(f"requant input must be a share over a ring, got {acc!r}")
+    B = acc.dom.k
+    if not 1 <= c < B:
+        raise ValueError(f"shift c={c} must be in 1..{B - 1} for Z2^{B}")
+    hb = B - c
+    lim = min(max_index_bits, MAX_INDEX_BITS) if exact else MAX_INDEX_BITS
+    if hb + exact > lim:
+        raise ValueError(f"requant table of 2^{hb + exact} entries exceeds the limit 2^{lim}")
+    return B, _check_tables(tables, [hb])
+
+
+# -- requant --------------------------------------------------------------------------------
+def requant(rt, acc: Shared, c: int, tables, *, exact=False, carry_digits=None,
+            max_index_bits=MULTI_INDEX_BITS) -> list[Shared]:
+    """Shares of T[floor(acc / 2^c) (+ eps)] for each (T, dom) in ``tables`` (T of length
+    2^(B-c)); stochastic rounding by default, ``exact=True`` for floor. Cost:
+    ``cost_requant``."""
+    B, tabs = _check_requant(acc, c, tables, exact, max_index_bits)
+    plan = carry_plan(c, carry_digits, max_index_bits) if exact else None
+    hb, shape, n = B - c, acc.shape, acc.size
+    hmask, lmask = U64((1 << hb) - 1), U64((1 << c) - 1)
+    r = rt.random_shared(ring(B), shape)
+    rf = r.reshape(-1) if rt.is_dealer else None
+    if not exact:
+        outs = [deal_tables(rt, d, n, 1 << hb, lambda lo, hi, t=t: t[rotated_index(
+            [(rf[lo:hi] >> U64(c)) + U64(1)], [hb])]) for t, d in tabs]
+        if rt.is_dealer:
+            return [Shared.phantom(d, shape) for _, d in tabs]
+        delta = _open(rt, acc - r)
+        idx = ((delta - U64(1)) & acc.dom.mask) >> U64(c)
+        return [Shared(d, gather(t, idx).reshape(shape), rt.rank) for t, (_, d) in zip(outs, tabs)]
+
+    priv = PRG(fresh_seed(), "p0-private") if rt.is_dealer else None
+    u = priv.bits((n,)) if priv else None
+    offs = np.cumsum([0] + plan[:-1]).tolist()
+    if len(plan) == 1:
+        ktab = deal_tables(rt, BOOL, n, 1 << c, lambda lo, hi: (
+            ((rf[lo:hi, None] & lmask) + np.arange(1 << c, dtype=U64)) >> U64(c)) ^ u[lo:hi, None])
+    else:
+        rho = priv.ring(ring(2), (n, len(plan))) if priv else None
+        stabs = [deal_tables(rt, ring(2), n, 1 << w, lambda lo, hi, w=w, o=o, i=i: (
+            _state(((rf[lo:hi, None] >> U64(o)) & U64((1 << w) - 1))
+                   + np.arange(1 << w, dtype=U64), w) + rho[lo:hi, i:i + 1]) & U64(3))
+            for i, (w, o) in enumerate(zip(plan, offs))]
+        ctab = deal_tables(rt, BOOL, n, 4 ** len(plan),
+                           lambda lo, hi: _carry_table(rho[lo:hi], len(plan)) ^ u[lo:hi, None])
+    utabs = [deal_tables(rt, d, n, 2 << hb, lambda lo, hi, t=t: t[_two_column(
+        rf[lo:hi] >> U64(c), u[lo:hi], hb)]) for t, d in tabs]
+    if rt.is_dealer:
+        return [Shared.phantom(d, shape) for _, d in tabs]
+
+    delta = _open(rt, acc - r).reshape(-1)
+    dh, dl = delta >> U64(c), delta & lmask
+    if len(plan) == 1:
+        tsh = gather(ktab, dl)
+    else:
+        zsh = np.stack([gather(s, (dl >> U64(o)) & U64((1 << w) - 1))
+                        for s, w, o in zip(stabs, plan, offs)], axis=1)
+        (zo,) = rt.exchange([(ring(2), zsh)])
+        z = (zsh + zo) & U64(3)
+        tsh = gather(ctab, flat_index([z[:, i] for i in range(len(plan))], [2] * len(plan)))
+    (to,) = rt.exchange([(BOOL, tsh)])
+    idx = (dh << U64(1)) | (tsh ^ to)
+    return [Shared(d, gather(t, idx).reshape(shape), rt.rank) for t, (_, d) in zip(utabs, tabs)]
+
+
+def _open(rt, x: Shared) -> np.ndarray:
+    (o,) = rt.exchange([(x.dom, x.data)])
+    return x.dom.add(x.data, o)
+
+
+def _state(s: np.ndarray, w: int) -> np.ndarray:
+    """Carry state of a digit sum s = delta_i + r_i: 2 generate, 1 propagate, 0 kill."""
+    top = U64((1 << w) - 1)
+    return np.where(s > top, U64(2), np.where(s == top, U64(1), U64(0)))
+
+
+def _carry_table(rho: np.ndarray, k: int) -> np.ndarray:
+    """(n, 4^k) carry out of the top digit for every public z (z_0 most significant in the
+    flat index), with digit states (z_i - rho_i) mod 4 (3 never occurs; read as kill)."""
+    combo = (np.arange(4**k, dtype=U64)[:, None] >> U64(2) * np.arange(k - 1, -1, -1,
+                                                                          dtype=U64)) & U64(3)
+    carry = np.zeros((rho.shape[0], 4**k), dtype=U64)
+    for i in range(k):
+        st = (combo[None, :, i] - rho[:, i:i + 1]) & U64(3)
+        carry = np.where(st == 2, U64(1), np.where(st == 1, carry, U64(0)))
+    return carry
+
+
+def _two_column(rh: np.ndarray, u: np.ndarray, hb: int) -> np.ndarray:
+    """Flat indices of U[j, t] = T[j + r_h + (t xor u)], row-major (j, t)."""
+    j = np.arange(1 << hb, dtype=U64)[None, :, None]
+    t = np.arange(2, dtype=U64)[None, None, :]
+    idx = (j + rh[:, None, None] + (t ^ u[:, None, None])) & U64((1 << hb) - 1)
+    return idx.reshape(rh.shape[0], -1)
+
+
+def reference_requant(acc, B: int, c: int, tables, *, exact=False, r_low=None):
+    """Plaintext ``requant``: T[(floor(acc_u / 2^c) + eps) mod 2^(B-c)] with acc_u the
+    canonical value of acc in Z_2^B; eps = 0 if exact, else [r_low < acc_u mod 2^c] where
+    r_low are the low c bits of the mask (the protocol's stochastic rounding)."""
+    acc = ring(B).reduce(np.asarray(acc))
+    h = acc >> U64(c)
+    if not exact:
+        if r_low is None:
+            raise ValueError("stochastic reference needs the mask's low bits r_low")
+        h = h + (np.asarray(r_low, dtype=U64) < (acc & U64((1 << c) - 1))).astype(U64)
+    idx = (h & U64((1 << (B - c)) - 1)).astype(np.intp)
+    return [tv[idx] for tv, _ in _check_tables(tables, [B - c])]
+
+
+def cost_requant(shape, B: int, c: int, out_doms, *, exact=False, carry_digits=None,
+                 max_index_bits=MULTI_INDEX_BITS) -> Cost:
+    n, hb = _size(shape), B - c
+    on = msg(ring(B), n)
+    if not exact:
+        return Cost((on, on), (0, sum(msg(d, n << hb) for d in out_doms)), 1)
+    plan = carry_plan(c, carry_digits, max_index_bits)
+    off = sum(msg(d, n << (hb + 1)) for d in out_doms)
+    if len(plan) == 1:
+        off += msg(BOOL, n << c)
+        on += msg(BOOL, n)
+        rounds = 2
+    else:
+        off += sum(msg(ring(2), n << w) for w in plan) + msg(BOOL, n * 4 ** len(plan))
+        on += msg(ring(2), n * len(plan)) + msg(BOOL, n)
+        rounds = 3
+    return Cost((on, on), (0, off), rounds)
+
+
+# -- ring extension -------------------------------------------------------------------------
+def extend(rt, x: Shared, wide_bits: int, signed: bool = True) -> Shared:
+    """Z_2^k share of x -> Z_2^B share of its signed (or unsigned) value. Cost:
+    ``cost_extend`` (k bits per party, 1 round, 2^k (B-k) bits offline)."""
+    if not isinstance(x, Shared) or not isinstance(x.dom, Ring):
+        raise DomainMismatch(f"extend input must be a share over a ring, got {x!r}")
+    k, B = x.dom.k, int(wide_bits)
+    if not k < B <= 64:
+        raise DomainMismatch(f"cannot extend {x.dom!r} to Z2^{B}")
+    if k > MAX_INDEX_BITS:
+        raise ValueError(f"extend of a {k}-bit ring needs a 2^{k} table (limit 2^16)")
+    shape, n = x.shape, x.size
+    R = rt.random_shared(ring(B), shape)
+    kmask = U64((1 << k) - 1)
+
+    def build(lo, hi):
+        Rf = R.reshape(-1)[lo:hi, None]
+        wrap = ((Rf & kmask) + np.arange(1 << k, dtype=U64)) >> U64(k)
+        return wrap + (Rf >> U64(k))
+
+    ktab = deal_tables(rt, ring(B - k), n, 1 << k, build)
+    if rt.is_dealer:
+        return Shared.phantom(ring(B), shape)
+    off = U64(1 << (k - 1)) if signed else U64(0)
+    delta = _open(rt, (x + off) - R.reduce(k))
+    kk = gather(ktab, delta).reshape(shape)
+    out = R - Shared(ring(B), kk << U64(k), rt.rank) + delta
+    return out - off if signed else out
+
+
+def to_dual(rt, x: Shared, narrow_bits: int, wide_bits: int, signed: bool = True) -> Dual:
+    """Dual view of x given in either ring: from the wide ring the narrow view is a free
+    reduction; from the narrow ring the wide view costs one ``extend``."""
+    if not isinstance(x, Shared) or not isinstance(x.dom, Ring) or narrow_bits >= wide_bits:
+        raise DomainMismatch(f"dual of {x!r} needs narrow < wide, got {narrow_bits}, {wide_bits}")
+    if x.dom.k == wide_bits:
+        return Dual(x.reduce(narrow_bits), x)
+    if x.dom.k == narrow_bits:
+        return Dual(x, extend(rt, x, wide_bits, signed))
+    raise DomainMismatch(f"{x.dom!r} is neither Z2^{narrow_bits} nor Z2^{wide_bits}")
+
+
+def reference_extend(x, k: int, B: int, signed: bool = True) -> np.ndarray:
+    x = ring(k).reduce(np.asarray(x))
+    return ring(B).reduce(ring(k).signed(x)) if signed else x.copy()
+
+
+def cost_extend(shape, k: int, B: int) -> Cost:
+    n = _size(shape)
+    return Cost((msg(ring(k), n),) * 2, (0, msg(ring(B - k), n << k)), 1)

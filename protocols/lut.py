@@ -1,0 +1,326 @@
+"""Lookup tables on secret shares with a public table (project notes §4.2).
+
+Tables are integer numpy arrays indexed by the *unsigned* index ``x mod 2^b``: entry ``j``
+is the output for every input congruent to ``j``. ``signed_table(fn, b)`` builds a table
+indexed by two's complement (entry ``j`` holds ``fn(j - 2^b [j >= 2^(b-1)])``).
+
+One-input LUT ``lut`` (b index bits, n lookups, one table per output domain of m bits):
+  offline  P0 draws r in Z_2^b from the seeds (free), rotates T'[j] = T[(j + r) mod 2^b]
+           per element and shares T' (P1 from seed, P2 gets 2^b*m bits per lookup and table);
+  online   open delta = x - r (b bits per party, 1 round); output <T'[delta]> = <T[x]> by a
+           gather of each party's table share at the public delta.
+Several tables / output rings share ONE mask and ONE opening (only offline grows).
+
+Multi-input ``lut_multi``: inputs of b_1..b_d bits, the d-dim table rotated by (r_1..r_d);
+every delta_i opened in the same round (sum b_i bits per party), 2^(sum b_i)*m bits offline.
+
+One-hot variant ``lut_onehot`` (§4.2b, cheaper offline): P0 XOR-shares e_r (2^b bits per
+lookup, whatever the tables); after opening delta each party XORs its e_r share against the
+public rotated table (all m bits at once), giving XOR shares of T[x]; a dealer bit-to-
+arithmetic conversion (open y xor s, m bits per party, 1 more round, m(m+1)/2 offline bits
+per lookup and table) gives additive shares. 2 rounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mpc.cost import Cost, msg
+from mpc.ring import BOOL, Domain, DomainMismatch, PrimeField, Ring, ring
+from mpc.shares import Dual, ShapeMismatch, Shared
+
+U64 = np.uint64
+MAX_INDEX_BITS = 16  # hard cap on the index of any table (2^16 entries per lookup)
+MULTI_INDEX_BITS = 12  # default cap for multi-input tables
+_CHUNK = 1 << 21  # table entries dealt per call (bounds P0's memory)
+
+
+# -- tables ---------------------------------------------------------------------------------
+def signed_table(fn, b: int) -> np.ndarray:
+    """Table of length 2^b whose entry j holds ``fn(s)`` for the two's-complement value s
+    of j (so it is indexed by ``x mod 2^b`` for signed x). ``fn`` maps int64 arrays to
+    integer arrays."""
+    j = np.arange(1 << b, dtype=np.int64)
+    return _int_table(fn(j - ((j >> (b - 1)) << b)), 1 << b)
+
+
+def unsigned_table(fn, b: int) -> np.ndarray:
+    """Table of length 2^b with entry j = ``fn(j)``."""
+    return _int_table(fn(np.arange(1 << b, dtype=np.int64)), 1 << b)
+
+
+def _int_table(v, n: int) -> np.ndarray:
+    v = np.broadcast_to(np.asarray(v), (n,))
+    if v.dtype.kind not in "iub":
+        raise TypeError(f"table function must return integers, got {v.dtype}")
+    return v.copy()
+
+
+def _table_values(t, dom: Domain) -> np.ndarray:
+    """Validate a public table's entries for output domain ``dom``; canonical uint64."""
+    if not isinstance(dom, Domain):
+        raise TypeError(f"output domain must be a Ring or PrimeField, got {dom!r}")
+    t = np.asarray(t)
+    if t.dtype.kind not in "iub":
+        raise TypeError(f"table must hold integers, got {t.dtype}")
+    if t.size:
+        lo = -(dom.modulus // 2) if isinstance(dom, Ring) else -(dom.modulus - 1)
+        if int(t.min()) < lo or int(t.max()) >= dom.modulus:
+            raise ValueError(f"table entries outside the range of output domain {dom!r}")
+    if isinstance(dom, PrimeField):
+        return (t.astype(np.int64) % dom.p).astype(U64)
+    return dom.reduce(t)
+
+
+def _narrow_dtype(bits: int):
+    for b, dt in ((8, np.uint8), (16, np.uint16), (32, np.uint32)):
+        if bits <= b:
+            return dt
+    return np.uint64
+
+
+def _size(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+# -- dealt tables and gathers (shared with protocols.convert) -------------------------------
+def deal_tables(rt, dom: Domain, n: int, width: int, build):
+    """Share n dealer-built tables of ``width`` entries over ``dom`` (P1 from its seed, P2
+    a correction of n*width elements). ``build(lo, hi)`` (called on P0 only) returns the
+    plaintext rows lo..hi as uint64 (hi-lo, width). P1/P2 get their share as an (n, width)
+    array of the narrowest unsigned dtype; P0 gets None. Dealt in row chunks (multiples of
+    8 rows, so the packed bytes equal one big message) to bound memory."""
+    rows = max(8, (_CHUNK // max(width, 1)) // 8 * 8)
+    out = None if rt.is_dealer else np.empty((n, width), dtype=_narrow_dtype(dom.bits))
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        if rt.is_dealer:
+            rt.dealer_shared(dom, (hi - lo, width), build(lo, hi))
+        else:
+            out[lo:hi] = rt.dealer_shared(dom, (hi - lo, width)).data
+    return out
+
+
+def gather(tab: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Row-wise gather: ``tab[i, idx[i]]`` for an (n, W) table and n indices < W; uint64."""
+    n, w = tab.shape
+    flat = np.arange(0, n * w, w, dtype=np.intp)
+    flat += idx.reshape(-1).astype(np.intp)
+    return np.take(tab.reshape(-1), flat, mode="clip").astype(U64)
+
+
+def rotated_index(masks: list[np.ndarray], bits: list[int]) -> np.ndarray:
+    """(n, 2^sum(bits)) flat indices of the table rotated by the per-element masks: entry
+    (j_1..j_d) of row i is the row-major flat index of ((j_1 + r_1[i]) .. (j_d + r_d[i]))."""
+    n = masks[0].size
+    idx = np.zeros((n, 1), dtype=U64)
+    for r, b in zip(masks, bits):
+        rot = (r.reshape(-1, 1) + np.arange(1 << b, dtype=U64)) & U64((1 << b) - 1)
+        idx = ((idx[:, :, None] << U64(b)) | rot[:, None, :]).reshape(n, -1)
+    return idx
+
+
+def flat_index(deltas: list[np.ndarray], bits: list[int]) -> np.ndarray:
+    idx = np.zeros(deltas[0].shape, dtype=U64)
+    for d, b in zip(deltas, bits):
+        idx = (idx << U64(b)) | d
+    return idx
+
+
+# -- validation -----------------------------------------------------------------------------
+def _check_inputs(xs, bits, limit: int) -> list[int]:
+    if not xs:
+        raise ValueError("a lookup needs at least one input")
+    for x in xs:
+        if not isinstance(x, Shared) or not isinstance(x.dom, Ring):
+            raise DomainMismatch(f"LUT inputs must be shares over a ring, got {x!r}")
+        if x.shape != xs[0].shape:
+            raise ShapeMismatch(f"LUT inputs of shapes {xs[0].shape} and {x.shape}")
+    bits = [x.dom.k for x in xs] if bits is None else [int(b) for b in bits]
+    if len(bits) != len(xs):
+        raise ValueError(f"{len(xs)} inputs but {len(bits)} index widths")
+    for x, b in zip(xs, bits):
+        if b < 1:
+            raise ValueError(f"index width must be >= 1, got {b}")
+        if b > MAX_INDEX_BITS:
+            raise ValueError(f"index of {b} bits: tables are limited to {MAX_INDEX_BITS} bits")
+        if x.dom.k < b:
+            raise DomainMismatch(f"input over {x.dom!r} cannot index a 2^{b}-entry table")
+    total = sum(bits)
+    if total > min(limit, MAX_INDEX_BITS):
+        raise ValueError(
+            f"table of 2^{total} entries per lookup (index bits {bits}) exceeds the limit of "
+            f"2^{min(limit, MAX_INDEX_BITS)}; raise max_index_bits (<= {MAX_INDEX_BITS})"
+        )
+    return bits
+
+
+def _check_tables(tables, bits: list[int]) -> list[tuple[np.ndarray, Domain]]:
+    if not tables:
+        raise ValueError("a lookup needs at least one output table")
+    want = tuple(1 << b for b in bits)
+    out = []
+    for item in tables:
+        if not (isinstance(item, tuple) and len(item) == 2):
+            raise TypeError("tables must be a list of (table, output domain) pairs")
+        t, dom = item
+        dom = ring(dom) if isinstance(dom, int) else dom
+        t = np.asarray(t)
+        if t.shape != want and not (len(bits) > 1 and t.shape == (int(np.prod(want)),)):
+            raise ValueError(f"table of shape {t.shape}, expected {want} (2^b per input)")
+        out.append((_table_values(t, dom).reshape(-1), dom))
+    return out
+
+
+# -- one protocol core for one- and multi-input tables ---------------------------------------
+@dataclass
+class LutKey:
+    """Correlations of one batch of lookups: mask shares (P1/P2) and table shares."""
+
+    shape: tuple[int, ...]
+    bits: list[int]
+    doms: list[Domain]
+    masks: list  # Shared per input (P1/P2) or plaintext r (P0)
+    tabs: list  # (n, 2^sum(bits)) narrow arrays (P1/P2) or None (P0)
+
+
+def lut_offline(rt, shape, bits: list[int], tables) -> LutKey:
+    """Correlations for ``lut_online`` (tables already validated, canonical, flat)."""
+    shape, n, w = tuple(shape), _size(shape), 1 << sum(bits)
+    masks = [rt.random_shared(ring(b), shape) for b in bits]
+    tabs = []
+    for t, dom in tables:
+        def build(lo, hi, t=t):
+            return t[rotated_index([m.reshape(-1)[lo:hi] for m in masks], bits)]
+
+        tabs.append(deal_tables(rt, dom, n, w, build))
+    return LutKey(shape, bits, [d for _, d in tables], masks, tabs)
+
+
+def lut_online(rt, xs: list[Shared], key: LutKey) -> list[Shared]:
+    """Open every delta_i = x_i - r_i in one exchange and gather the table shares."""
+    if rt.is_dealer:
+        return [Shared.phantom(d, key.shape) for d in key.doms]
+    ds = [(x.reduce(b) - m) for x, b, m in zip(xs, key.bits, key.masks)]
+    others = rt.exchange([(d.dom, d.data) for d in ds])
+    deltas = [d.dom.add(d.data, o) for d, o in zip(ds, others)]
+    idx = flat_index(deltas, key.bits)
+    return [Shared(dom, gather(t, idx).reshape(key.shape), rt.rank)
+            for t, dom in zip(key.tabs, key.doms)]
+
+
+def lut_multi(rt, xs: list[Shared], tables, bits=None, max_index_bits=MULTI_INDEX_BITS):
+    """Multi-input LUT: ``tables`` is a list of (T, dom) with T of shape (2^b_1, .., 2^b_d)
+    (index b_i bits of x_i, default the width of x_i's ring). Returns one share per table
+    of T[x_1 mod 2^b_1, .., x_d mod 2^b_d]. Cost: ``cost_lut_multi``."""
+    bits = _check_inputs(list(xs), bits, max_index_bits)
+    tabs = _check_tables(tables, bits)
+    return lut_online(rt, list(xs), lut_offline(rt, xs[0].shape, bits, tabs))
+
+
+def lut(rt, x: Shared, tables, bits: int | None = None) -> list[Shared]:
+    """One-input LUT: ``tables`` is a list of (T, dom), each T of length 2^b indexed by
+    x mod 2^b (b = ``bits``, default the width of x's ring, at most 16). Returns a list of
+    shares of T[x mod 2^b], one per table, all from one mask and one opening."""
+    bits_l = _check_inputs([x], None if bits is None else [bits], MAX_INDEX_BITS)
+    tabs = _check_tables(tables, bits_l)
+    return lut_online(rt, [x], lut_offline(rt, x.shape, bits_l, tabs))
+
+
+def lut_dual(rt, x: Shared, table, narrow_bits: int, wide_bits: int, narrow_table=None,
+             bits: int | None = None) -> Dual:
+    """The table's output both in Z_2^narrow and Z_2^wide. With one table (default) only
+    the wide table is dealt and the narrow share is its free reduction; a different
+    ``narrow_table`` rides on the same mask (one opening, one more dealt table)."""
+    if not 1 <= narrow_bits < wide_bits <= 64:
+        raise DomainMismatch(f"dual rings need narrow < wide, got {narrow_bits}, {wide_bits}")
+    tables = [(table, ring(wide_bits))]
+    if narrow_table is not None:
+        tables.append((narrow_table, ring(narrow_bits)))
+    outs = lut(rt, x, tables, bits)
+    narrow = outs[1] if narrow_table is not None else outs[0].reduce(narrow_bits)
+    return Dual(narrow, outs[0])
+
+
+# -- references and costs -------------------------------------------------------------------
+def reference_lut_multi(xs, tables, bits) -> list[np.ndarray]:
+    """T[x_1 mod 2^b_1, ..] in each table's domain (canonical uint64)."""
+    xs = [np.asarray(x, dtype=U64) & U64((1 << b) - 1) for x, b in zip(xs, bits)]
+    idx = flat_index(xs, list(bits)).astype(np.intp)
+    return [_table_values(t, d).reshape(-1)[idx] for t, d in tables]
+
+
+def reference_lut(x, tables, bits: int) -> list[np.ndarray]:
+    return reference_lut_multi([x], tables, [bits])
+
+
+def cost_lut_multi(shape, bits, out_doms) -> Cost:
+    n, w = _size(shape), 1 << sum(bits)
+    on = sum(msg(ring(b), n) for b in bits)
+    return Cost((on, on), (0, sum(msg(d, n * w) for d in out_doms)), 1)
+
+
+def cost_lut(shape, bits: int, out_doms) -> Cost:
+    """b bits per party online, 1 round; 2^b*m bits offline to P2 per lookup and table."""
+    return cost_lut_multi(shape, [bits], out_doms)
+
+
+def cost_lut_dual(shape, bits: int, narrow_bits: int, wide_bits: int, two_tables=False):
+    doms = [ring(wide_bits)] + ([ring(narrow_bits)] if two_tables else [])
+    return cost_lut(shape, bits, doms)
+
+
+# -- one-hot variant (§4.2b) ----------------------------------------------------------------
+def lut_onehot(rt, x: Shared, tables, bits: int | None = None) -> list[Shared]:
+    """One-hot LUT: ``tables`` is a list of (T, m) with T of length 2^b and outputs in
+    Z_2^m. Returns shares of T[x mod 2^b]. Cost: ``cost_lut_onehot`` (2 rounds)."""
+    b = _check_inputs([x], None if bits is None else [bits], MAX_INDEX_BITS)[0]
+    tabs = _check_tables([(t, ring(m)) for t, m in tables], [b])
+    shape, n, w = x.shape, x.size, 1 << b
+    r = rt.random_shared(ring(b), shape)
+    e = deal_tables(rt, BOOL, n, w, lambda lo, hi: (
+        r.reshape(-1)[lo:hi, None] == np.arange(w, dtype=U64)).astype(U64))
+    conv = []  # per table: XOR shares of mask bits s (n, m) and their arithmetic shares
+    for _, dom in tabs:
+        s = rt.random_shared(BOOL, (n, dom.k))
+        arith = [rt.dealer_shared(ring(dom.k - t), (n,), s[:, t] if rt.is_dealer else None)
+                 for t in range(dom.k)]
+        conv.append((s, arith))
+    if rt.is_dealer:
+        return [Shared.phantom(d, shape) for _, d in tabs]
+    dx = x.reduce(b) - r
+    (o,) = rt.exchange([(dx.dom, dx.data)])
+    delta = dx.dom.add(dx.data, o).reshape(-1, 1)
+    rot = ((delta + np.arange(w, dtype=U64)) & U64(w - 1)).astype(np.intp)
+    on = e.astype(bool)
+    sends = []
+    for (t, dom), (s, _) in zip(tabs, conv):
+        y = np.bitwise_xor.reduce(np.where(on, t[rot], U64(0)), axis=1)
+        ybits = (y[:, None] >> np.arange(dom.k, dtype=U64)) & U64(1)
+        sends.append((BOOL, ybits ^ s.data))
+    opened = rt.exchange(sends)
+    outs = []
+    for (_, dom), (s, arith), (_, mine), other in zip(tabs, conv, sends, opened):
+        ob = mine ^ other  # y xor s, public
+        acc = np.zeros(n, dtype=U64)
+        for t, a in enumerate(arith):  # <y_t> = o + <s>(1 - 2o) in Z_2^(m-t), times 2^t
+            v = a.data * (U64(1) - U64(2) * ob[:, t])
+            if rt.rank == 1:
+                v = v + ob[:, t]
+            acc += v << U64(t)
+        outs.append(Shared(dom, (acc & dom.mask).reshape(shape), rt.rank))
+    return outs
+
+
+def reference_lut_onehot(x, tables, bits: int) -> list[np.ndarray]:
+    return reference_lut(x, [(t, ring(m)) for t, m in tables], bits)
+
+
+def cost_lut_onehot(shape, bits: int, out_bits) -> Cost:
+    """Online b + sum(m) bits per party, 2 rounds; offline 2^b + sum m(m+1)/2 bits."""
+    n = _size(shape)
+    on = msg(ring(bits), n) + sum(msg(BOOL, n * m) for m in out_bits)
+    off = msg(BOOL, n << bits) + sum(msg(ring(m - t), n) for m in out_bits for t in range(m))
+    return Cost((on, on), (0, off), 2)
