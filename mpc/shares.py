@@ -28,6 +28,22 @@ def _view_shape(shape, fn) -> tuple[int, ...]:
     return fn(np.broadcast_to(np.empty((), dtype=np.uint8), shape)).shape
 
 
+def matmul_shape(sx, sy) -> tuple:
+    """Shape of np.matmul(x, y), computed without multiplying anything."""
+    sx, sy = tuple(sx), tuple(sy)
+    if len(sx) == 0 or len(sy) == 0:
+        raise ShapeMismatch("matmul needs operands of at least one dimension")
+    ax = sx if len(sx) > 1 else (1, *sx)
+    ay = sy if len(sy) > 1 else (*sy, 1)
+    if ax[-1] != ay[-2]:
+        raise ShapeMismatch(f"matmul of shapes {sx} and {sy}: inner dimensions differ")
+    try:
+        batch = tuple(np.broadcast_shapes(ax[:-2], ay[:-2]))
+    except ValueError:
+        raise ShapeMismatch(f"matmul of shapes {sx} and {sy}: batch dimensions") from None
+    return batch + sx[-2:-1] + sy[-1:] if len(sy) > 1 else batch + sx[-2:-1]
+
+
 def _public_array(c) -> np.ndarray:
     c = np.asarray(c)
     if c.dtype.kind not in "iub":
@@ -138,12 +154,7 @@ class Shared:
             raise TypeError("public matmul is defined over rings")
         w = self.dom.reduce(_public_array(w))
         a, b = (self, w) if right else (w, self)
-        sa = a.shape if isinstance(a, Shared) else a.shape
-        sb = b.shape if isinstance(b, Shared) else b.shape
-        try:
-            shape = np.matmul(np.empty(sa, dtype=np.uint8), np.empty(sb, dtype=np.uint8)).shape
-        except ValueError:
-            raise ShapeMismatch(f"matmul of shapes {sa} and {sb}") from None
+        shape = matmul_shape(a.shape, b.shape)
         if self.data is None:
             return self.like(None, shape)
         if right:

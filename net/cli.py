@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from net import certs
 from net.jobs import JOBS
 
 EXIT_ERROR = 2
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     deal.add_argument("--runs", type=int, default=1, help="number of runs to deal (default 1)")
     _add_common(deal)
     _add_job_options(deal)
+    certs.register(sub)
     return ap
 
 
@@ -137,7 +139,9 @@ def _cmd_run(args, job) -> dict:
         base = [sys.executable, "-m", "net.cli", "party", "--config", str(cfg), "--json"]
         commands = {r: base + ["--role", f"P{r}"] + _job_argv(args, job) + extra for r in ranks}
         t0 = time.perf_counter()
-        results = launch(commands, timeout=args.timeout * 4)
+        # The parties share this machine's cores: one BLAS thread each avoids oversubscription.
+        env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        results = launch(commands, timeout=args.timeout * 4, env=env)
         wall = time.perf_counter() - t0
     outs = {r: json.loads(res.stdout.strip().splitlines()[-1]) for r, res in results.items()}
     reports = {r: o["report"] for r, o in outs.items()}
@@ -177,6 +181,8 @@ def _print_run(out: dict, job) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "certs":
+        return certs.main(args)
     job = JOBS[args.job]
     try:
         if args.command == "run":

@@ -46,14 +46,15 @@ from protocols.lut import (
     deal_tables,
     flat_index,
     gather,
-    rotated_index,
+    rotate,
 )
 
 U64 = np.uint64
 
 
-def requant_table(fn, in_bits: int, *, in_scale=1.0, out_scale=1.0, zero_point=0,
-                  lo=-128, hi=127) -> np.ndarray:
+def requant_table(
+    fn, in_bits: int, *, in_scale=1.0, out_scale=1.0, zero_point=0, lo=-128, hi=127
+) -> np.ndarray:
     """Table of length 2^in_bits indexed by h mod 2^in_bits (h signed): entry =
     clamp(round(fn(h * in_scale) / out_scale) + zero_point, lo, hi); fn None = identity.
     Rounding is half to even (np.rint)."""
@@ -99,42 +100,94 @@ def _check_requant(acc, c, tables, exact, max_index_bits):
 
 
 # -- requant --------------------------------------------------------------------------------
-def requant(rt, acc: Shared, c: int, tables, *, exact=False, carry_digits=None,
-            max_index_bits=MULTI_INDEX_BITS) -> list[Shared]:
+def requant(
+    rt,
+    acc: Shared,
+    c: int,
+    tables,
+    *,
+    exact=False,
+    carry_digits=None,
+    max_index_bits=MULTI_INDEX_BITS,
+) -> list[Shared]:
     """Shares of T[floor(acc / 2^c) (+ eps)] for each (T, dom) in ``tables`` (T of length
     2^(B-c)); stochastic rounding by default, ``exact=True`` for floor. Cost:
     ``cost_requant``."""
     B, tabs = _check_requant(acc, c, tables, exact, max_index_bits)
     plan = carry_plan(c, carry_digits, max_index_bits) if exact else None
     hb, shape, n = B - c, acc.shape, acc.size
-    hmask, lmask = U64((1 << hb) - 1), U64((1 << c) - 1)
+    lmask = U64((1 << c) - 1)
     r = rt.random_shared(ring(B), shape)
     rf = r.reshape(-1) if rt.is_dealer else None
     if not exact:
-        outs = [deal_tables(rt, d, n, 1 << hb, lambda lo, hi, t=t: t[rotated_index(
-            [(rf[lo:hi] >> U64(c)) + U64(1)], [hb])]) for t, d in tabs]
+        outs = [
+            deal_tables(
+                rt,
+                d,
+                n,
+                1 << hb,
+                lambda lo, hi, t=t: rotate(t, (rf[lo:hi] >> U64(c)) + U64(1)),
+            )
+            for t, d in tabs
+        ]
         if rt.is_dealer:
             return [Shared.phantom(d, shape) for _, d in tabs]
         delta = _open(rt, acc - r)
         idx = ((delta - U64(1)) & acc.dom.mask) >> U64(c)
-        return [Shared(d, gather(t, idx).reshape(shape), rt.rank) for t, (_, d) in zip(outs, tabs)]
+        return [
+            Shared(d, gather(t, idx).reshape(shape), rt.rank)
+            for t, (_, d) in zip(outs, tabs, strict=True)
+        ]
 
     priv = PRG(fresh_seed(), "p0-private") if rt.is_dealer else None
     u = priv.bits((n,)) if priv else None
     offs = np.cumsum([0] + plan[:-1]).tolist()
     if len(plan) == 1:
-        ktab = deal_tables(rt, BOOL, n, 1 << c, lambda lo, hi: (
-            ((rf[lo:hi, None] & lmask) + np.arange(1 << c, dtype=U64)) >> U64(c)) ^ u[lo:hi, None])
+        ktab = deal_tables(
+            rt,
+            BOOL,
+            n,
+            1 << c,
+            lambda lo, hi: (
+                (((rf[lo:hi, None] & lmask) + np.arange(1 << c, dtype=U64)) >> U64(c))
+                ^ u[lo:hi, None]
+            ),
+        )
     else:
         rho = priv.ring(ring(2), (n, len(plan))) if priv else None
-        stabs = [deal_tables(rt, ring(2), n, 1 << w, lambda lo, hi, w=w, o=o, i=i: (
-            _state(((rf[lo:hi, None] >> U64(o)) & U64((1 << w) - 1))
-                   + np.arange(1 << w, dtype=U64), w) + rho[lo:hi, i:i + 1]) & U64(3))
-            for i, (w, o) in enumerate(zip(plan, offs))]
-        ctab = deal_tables(rt, BOOL, n, 4 ** len(plan),
-                           lambda lo, hi: _carry_table(rho[lo:hi], len(plan)) ^ u[lo:hi, None])
-    utabs = [deal_tables(rt, d, n, 2 << hb, lambda lo, hi, t=t: t[_two_column(
-        rf[lo:hi] >> U64(c), u[lo:hi], hb)]) for t, d in tabs]
+        stabs = [
+            deal_tables(
+                rt,
+                ring(2),
+                n,
+                1 << w,
+                lambda lo, hi, w=w, o=o, i=i: (
+                    (
+                        _state(
+                            ((rf[lo:hi, None] >> U64(o)) & U64((1 << w) - 1))
+                            + np.arange(1 << w, dtype=U64),
+                            w,
+                        )
+                        + rho[lo:hi, i : i + 1]
+                    )
+                    & U64(3)
+                ),
+            )
+            for i, (w, o) in enumerate(zip(plan, offs, strict=True))
+        ]
+        ctab = deal_tables(
+            rt,
+            BOOL,
+            n,
+            4 ** len(plan),
+            lambda lo, hi: _carry_table(rho[lo:hi], len(plan)) ^ u[lo:hi, None],
+        )
+    utabs = [
+        deal_tables(
+            rt, d, n, 2 << hb, lambda lo, hi, t=t: _two_column(t, rf[lo:hi] >> U64(c), u[lo:hi])
+        )
+        for t, d in tabs
+    ]
     if rt.is_dealer:
         return [Shared.phantom(d, shape) for _, d in tabs]
 
@@ -143,14 +196,22 @@ def requant(rt, acc: Shared, c: int, tables, *, exact=False, carry_digits=None,
     if len(plan) == 1:
         tsh = gather(ktab, dl)
     else:
-        zsh = np.stack([gather(s, (dl >> U64(o)) & U64((1 << w) - 1))
-                        for s, w, o in zip(stabs, plan, offs)], axis=1)
+        zsh = np.stack(
+            [
+                gather(s, (dl >> U64(o)) & U64((1 << w) - 1))
+                for s, w, o in zip(stabs, plan, offs, strict=True)
+            ],
+            axis=1,
+        )
         (zo,) = rt.exchange([(ring(2), zsh)])
         z = (zsh + zo) & U64(3)
         tsh = gather(ctab, flat_index([z[:, i] for i in range(len(plan))], [2] * len(plan)))
     (to,) = rt.exchange([(BOOL, tsh)])
     idx = (dh << U64(1)) | (tsh ^ to)
-    return [Shared(d, gather(t, idx).reshape(shape), rt.rank) for t, (_, d) in zip(utabs, tabs)]
+    return [
+        Shared(d, gather(t, idx).reshape(shape), rt.rank)
+        for t, (_, d) in zip(utabs, tabs, strict=True)
+    ]
 
 
 def _open(rt, x: Shared) -> np.ndarray:
@@ -167,21 +228,21 @@ def _state(s: np.ndarray, w: int) -> np.ndarray:
 def _carry_table(rho: np.ndarray, k: int) -> np.ndarray:
     """(n, 4^k) carry out of the top digit for every public z (z_0 most significant in the
     flat index), with digit states (z_i - rho_i) mod 4 (3 never occurs; read as kill)."""
-    combo = (np.arange(4**k, dtype=U64)[:, None] >> U64(2) * np.arange(k - 1, -1, -1,
-                                                                          dtype=U64)) & U64(3)
+    combo = (
+        np.arange(4**k, dtype=U64)[:, None] >> U64(2) * np.arange(k - 1, -1, -1, dtype=U64)
+    ) & U64(3)
     carry = np.zeros((rho.shape[0], 4**k), dtype=U64)
     for i in range(k):
-        st = (combo[None, :, i] - rho[:, i:i + 1]) & U64(3)
+        st = (combo[None, :, i] - rho[:, i : i + 1]) & U64(3)
         carry = np.where(st == 2, U64(1), np.where(st == 1, carry, U64(0)))
     return carry
 
 
-def _two_column(rh: np.ndarray, u: np.ndarray, hb: int) -> np.ndarray:
-    """Flat indices of U[j, t] = T[j + r_h + (t xor u)], row-major (j, t)."""
-    j = np.arange(1 << hb, dtype=U64)[None, :, None]
-    t = np.arange(2, dtype=U64)[None, None, :]
-    idx = (j + rh[:, None, None] + (t ^ u[:, None, None])) & U64((1 << hb) - 1)
-    return idx.reshape(rh.shape[0], -1)
+def _two_column(t: np.ndarray, rh: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Rows of U[j, t'] = T[j + r_h + (t' xor u)], flattened row-major over (j, t')."""
+    return np.stack([rotate(t, rh + u), rotate(t, rh + (U64(1) ^ u))], axis=-1).reshape(
+        rh.shape[0], -1
+    )
 
 
 def reference_requant(acc, B: int, c: int, tables, *, exact=False, r_low=None):
@@ -198,8 +259,16 @@ def reference_requant(acc, B: int, c: int, tables, *, exact=False, r_low=None):
     return [tv[idx] for tv, _ in _check_tables(tables, [B - c])]
 
 
-def cost_requant(shape, B: int, c: int, out_doms, *, exact=False, carry_digits=None,
-                 max_index_bits=MULTI_INDEX_BITS) -> Cost:
+def cost_requant(
+    shape,
+    B: int,
+    c: int,
+    out_doms,
+    *,
+    exact=False,
+    carry_digits=None,
+    max_index_bits=MULTI_INDEX_BITS,
+) -> Cost:
     n, hb = _size(shape), B - c
     on = msg(ring(B), n)
     if not exact:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from mpc.cost import Cost, msg
 from mpc.ring import BOOL, Domain, DomainMismatch, PrimeField, Ring, ring
@@ -34,7 +35,7 @@ from mpc.shares import Dual, ShapeMismatch, Shared
 U64 = np.uint64
 MAX_INDEX_BITS = 16  # hard cap on the index of any table (2^16 entries per lookup)
 MULTI_INDEX_BITS = 12  # default cap for multi-input tables
-_CHUNK = 1 << 21  # table entries dealt per call (bounds P0's memory)
+_CHUNK = 1 << 18  # table entries dealt per call: 2 MiB uint64 temporaries stay cache-friendly
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -103,12 +104,21 @@ def deal_tables(rt, dom: Domain, n: int, width: int, build):
     return out
 
 
+@njit(cache=True, nogil=True)
+def _gather_kernel(tab, idx, out):  # pragma: no cover - numba
+    for i in range(idx.size):
+        out[i] = tab[i, idx[i]]
+
+
 def gather(tab: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Row-wise gather: ``tab[i, idx[i]]`` for an (n, W) table and n indices < W; uint64."""
-    n, w = tab.shape
-    flat = np.arange(0, n * w, w, dtype=np.intp)
-    flat += idx.reshape(-1).astype(np.intp)
-    return np.take(tab.reshape(-1), flat, mode="clip").astype(U64)
+    """Row-wise gather ``tab[i, idx[i]]`` for an (n, W) table and n indices < W, as uint64
+    (numba kernel: no index temporaries, releases the GIL)."""
+    idx = np.ascontiguousarray(idx, dtype=U64).reshape(-1)
+    if idx.size != tab.shape[0] or (idx.size and int(idx.max()) >= tab.shape[1]):
+        raise ValueError("gather index out of range")
+    out = np.empty(idx.size, dtype=U64)
+    _gather_kernel(np.ascontiguousarray(tab), idx, out)
+    return out
 
 
 def rotated_index(masks: list[np.ndarray], bits: list[int]) -> np.ndarray:
@@ -116,15 +126,23 @@ def rotated_index(masks: list[np.ndarray], bits: list[int]) -> np.ndarray:
     (j_1..j_d) of row i is the row-major flat index of ((j_1 + r_1[i]) .. (j_d + r_d[i]))."""
     n = masks[0].size
     idx = np.zeros((n, 1), dtype=U64)
-    for r, b in zip(masks, bits):
+    for r, b in zip(masks, bits, strict=True):
         rot = (r.reshape(-1, 1) + np.arange(1 << b, dtype=U64)) & U64((1 << b) - 1)
         idx = ((idx[:, :, None] << U64(b)) | rot[:, None, :]).reshape(n, -1)
     return idx
 
 
+def rotate(t: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """(n, W) rows t[(j + shifts[i]) mod W] of a flat table t of W entries (one strided copy
+    per row from the doubled table, no index arithmetic)."""
+    w = t.shape[0]
+    win = np.lib.stride_tricks.sliding_window_view(np.concatenate([t, t]), w)
+    return win[(np.asarray(shifts, dtype=U64) & U64(w - 1)).astype(np.intp).reshape(-1)]
+
+
 def flat_index(deltas: list[np.ndarray], bits: list[int]) -> np.ndarray:
     idx = np.zeros(deltas[0].shape, dtype=U64)
-    for d, b in zip(deltas, bits):
+    for d, b in zip(deltas, bits, strict=True):
         idx = (idx << U64(b)) | d
     return idx
 
@@ -141,7 +159,7 @@ def _check_inputs(xs, bits, limit: int) -> list[int]:
     bits = [x.dom.k for x in xs] if bits is None else [int(b) for b in bits]
     if len(bits) != len(xs):
         raise ValueError(f"{len(xs)} inputs but {len(bits)} index widths")
-    for x, b in zip(xs, bits):
+    for x, b in zip(xs, bits, strict=True):
         if b < 1:
             raise ValueError(f"index width must be >= 1, got {b}")
         if b > MAX_INDEX_BITS:
@@ -192,8 +210,10 @@ def lut_offline(rt, shape, bits: list[int], tables) -> LutKey:
     masks = [rt.random_shared(ring(b), shape) for b in bits]
     tabs = []
     for t, dom in tables:
+
         def build(lo, hi, t=t):
-            return t[rotated_index([m.reshape(-1)[lo:hi] for m in masks], bits)]
+            rows = [m.reshape(-1)[lo:hi] for m in masks]
+            return rotate(t, rows[0]) if len(bits) == 1 else t[rotated_index(rows, bits)]
 
         tabs.append(deal_tables(rt, dom, n, w, build))
     return LutKey(shape, bits, [d for _, d in tables], masks, tabs)
@@ -203,12 +223,14 @@ def lut_online(rt, xs: list[Shared], key: LutKey) -> list[Shared]:
     """Open every delta_i = x_i - r_i in one exchange and gather the table shares."""
     if rt.is_dealer:
         return [Shared.phantom(d, key.shape) for d in key.doms]
-    ds = [(x.reduce(b) - m) for x, b, m in zip(xs, key.bits, key.masks)]
+    ds = [(x.reduce(b) - m) for x, b, m in zip(xs, key.bits, key.masks, strict=True)]
     others = rt.exchange([(d.dom, d.data) for d in ds])
-    deltas = [d.dom.add(d.data, o) for d, o in zip(ds, others)]
-    idx = flat_index(deltas, key.bits)
-    return [Shared(dom, gather(t, idx).reshape(key.shape), rt.rank)
-            for t, dom in zip(key.tabs, key.doms)]
+    deltas = [d.dom.add(d.data, o) for d, o in zip(ds, others, strict=True)]
+    idx = deltas[0] if len(deltas) == 1 else flat_index(deltas, key.bits)
+    return [
+        Shared(dom, gather(t, idx).reshape(key.shape), rt.rank)
+        for t, dom in zip(key.tabs, key.doms, strict=True)
+    ]
 
 
 def lut_multi(rt, xs: list[Shared], tables, bits=None, max_index_bits=MULTI_INDEX_BITS):
@@ -229,8 +251,15 @@ def lut(rt, x: Shared, tables, bits: int | None = None) -> list[Shared]:
     return lut_online(rt, [x], lut_offline(rt, x.shape, bits_l, tabs))
 
 
-def lut_dual(rt, x: Shared, table, narrow_bits: int, wide_bits: int, narrow_table=None,
-             bits: int | None = None) -> Dual:
+def lut_dual(
+    rt,
+    x: Shared,
+    table,
+    narrow_bits: int,
+    wide_bits: int,
+    narrow_table=None,
+    bits: int | None = None,
+) -> Dual:
     """The table's output both in Z_2^narrow and Z_2^wide. With one table (default) only
     the wide table is dealt and the narrow share is its free reduction; a different
     ``narrow_table`` rides on the same mask (one opening, one more dealt table)."""
@@ -247,7 +276,7 @@ def lut_dual(rt, x: Shared, table, narrow_bits: int, wide_bits: int, narrow_tabl
 # -- references and costs -------------------------------------------------------------------
 def reference_lut_multi(xs, tables, bits) -> list[np.ndarray]:
     """T[x_1 mod 2^b_1, ..] in each table's domain (canonical uint64)."""
-    xs = [np.asarray(x, dtype=U64) & U64((1 << b) - 1) for x, b in zip(xs, bits)]
+    xs = [np.asarray(x, dtype=U64) & U64((1 << b) - 1) for x, b in zip(xs, bits, strict=True)]
     idx = flat_index(xs, list(bits)).astype(np.intp)
     return [_table_values(t, d).reshape(-1)[idx] for t, d in tables]
 
@@ -280,13 +309,20 @@ def lut_onehot(rt, x: Shared, tables, bits: int | None = None) -> list[Shared]:
     tabs = _check_tables([(t, ring(m)) for t, m in tables], [b])
     shape, n, w = x.shape, x.size, 1 << b
     r = rt.random_shared(ring(b), shape)
-    e = deal_tables(rt, BOOL, n, w, lambda lo, hi: (
-        r.reshape(-1)[lo:hi, None] == np.arange(w, dtype=U64)).astype(U64))
+    e = deal_tables(
+        rt,
+        BOOL,
+        n,
+        w,
+        lambda lo, hi: (r.reshape(-1)[lo:hi, None] == np.arange(w, dtype=U64)).astype(U64),
+    )
     conv = []  # per table: XOR shares of mask bits s (n, m) and their arithmetic shares
     for _, dom in tabs:
         s = rt.random_shared(BOOL, (n, dom.k))
-        arith = [rt.dealer_shared(ring(dom.k - t), (n,), s[:, t] if rt.is_dealer else None)
-                 for t in range(dom.k)]
+        arith = [
+            rt.dealer_shared(ring(dom.k - t), (n,), s[:, t] if rt.is_dealer else None)
+            for t in range(dom.k)
+        ]
         conv.append((s, arith))
     if rt.is_dealer:
         return [Shared.phantom(d, shape) for _, d in tabs]
@@ -296,13 +332,13 @@ def lut_onehot(rt, x: Shared, tables, bits: int | None = None) -> list[Shared]:
     rot = ((delta + np.arange(w, dtype=U64)) & U64(w - 1)).astype(np.intp)
     on = e.astype(bool)
     sends = []
-    for (t, dom), (s, _) in zip(tabs, conv):
+    for (t, dom), (s, _) in zip(tabs, conv, strict=True):
         y = np.bitwise_xor.reduce(np.where(on, t[rot], U64(0)), axis=1)
         ybits = (y[:, None] >> np.arange(dom.k, dtype=U64)) & U64(1)
         sends.append((BOOL, ybits ^ s.data))
     opened = rt.exchange(sends)
     outs = []
-    for (_, dom), (s, arith), (_, mine), other in zip(tabs, conv, sends, opened):
+    for (_, dom), (_, arith), (_, mine), other in zip(tabs, conv, sends, opened, strict=True):
         ob = mine ^ other  # y xor s, public
         acc = np.zeros(n, dtype=U64)
         for t, a in enumerate(arith):  # <y_t> = o + <s>(1 - 2o) in Z_2^(m-t), times 2^t
