@@ -173,6 +173,16 @@ def _read_cached(rel: str) -> str:
     return data.decode("utf-8")
 
 
+def _error_line(output: str) -> str:
+    """The most telling line of a client's error output (first 'Error:' line, else the last)."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if "complete log of this run" not in ln]
+    for ln in lines:
+        if "Error:" in ln or "ERROR:" in ln or "error:" in ln:
+            return ln
+    return lines[-1] if lines else ""
+
+
 def _run(cmd: list[str], what: str, missing_hint: str) -> None:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False)
@@ -184,8 +194,7 @@ def _run(cmd: list[str], what: str, missing_hint: str) -> None:
             "check that the package registry is reachable, then retry",
         ) from None
     if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-        detail = lines[-1].strip() if lines else f"exit status {proc.returncode}"
+        detail = _error_line(proc.stderr or proc.stdout) or f"exit status {proc.returncode}"
         if "No module named pip" in (proc.stderr or ""):
             raise DataUnavailable(f"{what}: {detail}", missing_hint)
         raise DataUnavailable(

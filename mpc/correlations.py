@@ -11,11 +11,19 @@ move those corrections, behind one interface:
   (``DealtSink`` / ``DealtSource`` here). Only P1 and P2 run online.
 
 Protocol code sees neither: it calls ``Runtime.deal`` / ``Runtime.take``.
+
+Dealt material is single-use: running twice on the same masks and triples would let the
+peer subtract two transcripts. ``DealtSource.open`` binds a file to its program and party;
+``claim()`` then atomically renames ``P1.bin`` to ``P1.bin.used`` before the seed or any
+correction may be read, so a second run (or a concurrent one) on that file is refused
+with MaterialError. ``qbert-mpc deal`` writes fresh ``P1.bin`` files next to old ``.used``
+ones.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +31,7 @@ from typing import BinaryIO
 from mpc.prg import SEED_BYTES, fresh_seed
 
 DEALT_MAGIC = b"QBDEALT1"
+USED_SUFFIX = ".used"
 
 
 class MaterialError(Exception):
@@ -81,16 +90,27 @@ class DealtSink(CorrelationSink):
 
 
 class DealtSource(CorrelationSource):
-    """Reads one party's dealt material; refuses material of another program or party."""
+    """Reads one party's dealt material; refuses material of another program or party.
+
+    Built on a stream (e.g. BytesIO) it is usable at once; opened from a file with
+    ``DealtSource.open`` it must be ``claim()``-ed before the seed or material is read.
+    """
 
     def __init__(self, stream: BinaryIO, program: str, party: int, name: str = "material"):
         self.stream, self.name = stream, name
+        self.path: Path | None = None
+        self.claimed = True
         magic = stream.read(len(DEALT_MAGIC))
         if magic != DEALT_MAGIC:
             raise MaterialError(f"{name}: not qbert-mpc dealt material")
-        (n,) = struct.unpack("<I", stream.read(4))
+        raw = stream.read(4)
+        if len(raw) != 4:
+            raise MaterialError(f"{name}: truncated")
+        (n,) = struct.unpack("<I", raw)
         try:
             meta = json.loads(stream.read(n))
+            if not isinstance(meta, dict):
+                raise ValueError
         except ValueError:
             raise MaterialError(f"{name}: corrupt header") from None
         if meta.get("program") != program:
@@ -100,11 +120,58 @@ class DealtSource(CorrelationSource):
         if meta.get("party") != party:
             raise MaterialError(f"{name}: dealt for P{meta.get('party')}, not P{party}")
         self.run = meta.get("run")
-        self.seed = stream.read(SEED_BYTES)
-        if len(self.seed) != SEED_BYTES:
+        self._seed = stream.read(SEED_BYTES)
+        if len(self._seed) != SEED_BYTES:
             raise MaterialError(f"{name}: truncated")
 
+    @classmethod
+    def open(cls, path, program: str, party: int, claim: bool = True) -> DealtSource:
+        """Open a dealt file, check its header, and (with ``claim``) mark it used."""
+        path = Path(path)
+        check_unused(path)
+        try:
+            stream = open(path, "rb")  # noqa: SIM115 - owned by the source, see close()
+        except FileNotFoundError:
+            check_unused(path)  # claimed by someone else since the check above
+            raise MaterialError(
+                f"no dealt material at {path}: run 'qbert-mpc deal' first"
+            ) from None
+        except OSError as e:
+            raise MaterialError(f"{path}: cannot read dealt material ({e.strerror})") from None
+        try:
+            src = cls(stream, program, party, name=str(path))
+            src.path, src.claimed = path, False
+            if claim:
+                src.claim()
+        except BaseException:
+            stream.close()
+            raise
+        return src
+
+    def claim(self) -> None:
+        """Mark the file used (atomic rename); MaterialError if another run got it first."""
+        if self.claimed:
+            return
+        used = used_path(self.path)
+        try:
+            os.rename(self.path, used)
+        except FileNotFoundError:
+            check_unused(self.path)
+            raise MaterialError(f"{self.name}: disappeared before it could be claimed") from None
+        self.claimed = True
+        self.name = str(used)
+
+    @property
+    def seed(self) -> bytes:
+        self._check_claimed()
+        return self._seed
+
+    def _check_claimed(self) -> None:
+        if not self.claimed:
+            raise MaterialError(f"{self.name}: dealt material must be claimed before use")
+
     def take(self, nbytes: int) -> bytes:
+        self._check_claimed()
         data = self.stream.read(nbytes)
         if len(data) != nbytes:
             raise MaterialError(f"{self.name}: exhausted (program asked for more material)")
@@ -113,6 +180,29 @@ class DealtSource(CorrelationSource):
     def finish(self) -> None:
         if self.stream.read(1):
             raise MaterialError(f"{self.name}: material left over (dealt for another program?)")
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def used_path(path) -> Path:
+    """Where a claimed dealt file lives after its run started."""
+    path = Path(path)
+    return path.with_name(path.name + USED_SUFFIX)
+
+
+def check_unused(path) -> None:
+    """MaterialError if ``path`` is missing: already used (``.used`` exists) or never dealt."""
+    path = Path(path)
+    if path.exists():
+        return
+    if used_path(path).exists():
+        raise MaterialError(
+            f"{path}: dealt material was already used by an earlier run (now "
+            f"{used_path(path).name}); material is single-use: run 'qbert-mpc deal' again "
+            "or pick another --run"
+        )
+    raise MaterialError(f"no dealt material at {path}: run 'qbert-mpc deal' first")
 
 
 def dealt_paths(directory: Path | str, run: int) -> dict[int, Path]:

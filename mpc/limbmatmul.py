@@ -88,6 +88,7 @@ _COST_BLAS_CALL = 4.0e4  # per 2-D BLAS call inside a batched np.matmul
 _COST_FIXED = 1.2e6  # per limb product (allocation, kernel calls, planning lookup)
 _COST_INT_MAC = 40.0  # numpy uint64 matmul, per multiply-add (no BLAS)
 _MIN_CHUNK = 32  # do not consider chunks shorter than this unless forced
+_MAX_EXTRA_HALVINGS = 10  # chunking gains one bit per halving; stop looking after this many
 
 
 def _k_of(r) -> int:
@@ -225,9 +226,7 @@ def _bucket(v: float) -> float:
 
 
 @lru_cache(maxsize=4096)
-def plan(
-    k: int, n: int, size_a: int = 0, size_b: int = 0, size_c: int = 0, batch: int = 1
-) -> Plan:
+def plan(k: int, n: int, size_a: int = 0, size_b: int = 0, size_c: int = 0, batch: int = 1) -> Plan:
     """Cheapest exact plan for a product mod 2^k with inner dimension ``n``.
 
     ``size_a``/``size_b``/``size_c`` are the element counts of the operands and result (with
@@ -243,6 +242,7 @@ def plan(
     macs = float(size_c) * n  # batch * M * n * m
     best = None
     chunks = 1
+    extra = 0  # halvings tried since the first feasible chunk length
     while True:
         nc = -(-n // chunks)
         pad = chunks * nc / n
@@ -264,7 +264,9 @@ def plan(
                 cost = nrect * rect + len(groups) * group + _COST_FIXED
                 if best is None or cost < best.cost:
                     best = Plan(k, False, chunks, nc, col_is_b, groups, cost)
-        if nc <= 1 or (best is not None and nc < 2 * _MIN_CHUNK):
+        if best is not None:
+            extra += 1
+        if nc <= 1 or (best is not None and (nc < 2 * _MIN_CHUNK or extra > _MAX_EXTRA_HALVINGS)):
             break
         chunks *= 2
     if _COST_INT_MAC * macs < best.cost:
@@ -342,7 +344,7 @@ def _mask_kernel(out, mask):  # pragma: no cover - numba
 # (about 1 ms per 5 MB), so limb and product buffers are reused per thread. Buffers above
 # the cap are allocated per call and not kept.
 
-WORKSPACE_CAP_BYTES = 32 << 20  # per buffer role and thread
+WORKSPACE_CAP_BYTES = 64 << 20  # per buffer role ("other", "col", "prod") and thread
 _tls = threading.local()
 
 
@@ -369,7 +371,9 @@ def _centre_consts(t: int) -> tuple[int, int]:
     return (1 << t) - 1, (1 << (t - 1)) if t else 0
 
 
-def _limbs(x: np.ndarray, slots, chunks: int, chunk: int, inner_rows: bool, slot_major: bool):
+def _limbs(
+    x: np.ndarray, slots, chunks: int, chunk: int, inner_rows: bool, slot_major: bool, role: str
+) -> np.ndarray:
     """Limbs of x (..., R, C) for the given bit ranges, inner dimension chunked.
 
     Returns the float64 buffer shaped (..., chunks, S, R', C') if slot_major else
@@ -380,7 +384,6 @@ def _limbs(x: np.ndarray, slots, chunks: int, chunk: int, inner_rows: bool, slot
     x3 = np.ascontiguousarray(x, dtype=U64).reshape(nb, nr, nc)
     rc, cc = (chunk, nc) if inner_rows else (nr, chunk)
     ns = len(slots)
-    role = "b" if inner_rows else "a"
     if slot_major:
         buf = _buffer(role, (nb, chunks, ns, rc, cc))
     else:
@@ -403,40 +406,43 @@ def _limbs(x: np.ndarray, slots, chunks: int, chunk: int, inner_rows: bool, slot
 
 
 def _limb_product(a: np.ndarray, b: np.ndarray, p: Plan, batch, out3: np.ndarray) -> None:
-    """out3 (Bt, M, m) += sum over rectangles of 2^shift * (A limb @ B limb), wrapping."""
+    """out3 (Bt, M, m) += sum over rectangles of 2^shift * (A limb @ B limb), wrapping.
+
+    The limbs of the "other" operand are extracted once for all rectangles (in product
+    order); the column operand's limb, the GEMM and the combination run group by group, so
+    the large temporaries hold one column limb and one group of products at a time.
+    """
     m_rows, m_cols = a.shape[-2], b.shape[-1]
     nbt = math.prod(batch)
-    c = p.chunks
-    rects = p.rects
-    npairs = len(rects)
+    c, nc = p.chunks, p.chunk
     shifts = np.array(p.shifts, dtype=U64)
+    start = 0
     if p.col_is_b:
-        # A limbs stacked along rows, one GEMM per B limb: [A_1; ..; A_r] @ B_g
-        al = _limbs(a, p.a_slots, c, p.chunk, False, True)  # (..., c, SA, M, nc)
-        al = al.reshape(*al.shape[:-3], npairs * m_rows, p.chunk)
-        bl = _limbs(b, p.b_slots, c, p.chunk, True, True)  # (..., c, SB, nc, m)
-        prods = _buffer("p", (nbt, c, npairs * m_rows, m_cols))
-        pv = prods.reshape(*batch, c, npairs * m_rows, m_cols)
-        start = 0
-        for g, (_, others) in enumerate(p.groups):
-            lo, hi = start * m_rows, (start + len(others)) * m_rows
-            np.matmul(al[..., lo:hi, :], bl[..., g, :, :], out=pv[..., lo:hi, :])
-            start += len(others)
-        view = prods.reshape(nbt, c, npairs, m_rows, m_cols)
+        # [A_1; ..; A_r] @ B_g: A limbs stacked along rows, one GEMM per B limb
+        al = _limbs(a, p.a_slots, c, nc, False, True, "other")  # (..., c, P, M, nc)
+        al = al.reshape(*al.shape[:-3], -1, nc)  # (..., c, P*M, nc)
+        for col, others in p.groups:
+            cnt = len(others)
+            bl = _limbs(b, (col,), c, nc, True, True, "col")[..., 0, :, :]  # (..., c, nc, m)
+            prods = _buffer("prod", (nbt, c, cnt * m_rows, m_cols))
+            rows = slice(start * m_rows, (start + cnt) * m_rows)
+            np.matmul(al[..., rows, :], bl, out=prods.reshape(*batch, c, cnt * m_rows, m_cols))
+            view = prods.reshape(nbt, c, cnt, m_rows, m_cols)
+            _combine_kernel(view, shifts[start : start + cnt], out3)
+            start += cnt
     else:
-        # B limbs concatenated along columns, one GEMM per A limb: A_g @ [B_1 | .. | B_r]
-        al = _limbs(a, p.a_slots, c, p.chunk, False, True)  # (..., c, SA, M, nc)
-        bl = _limbs(b, p.b_slots, c, p.chunk, True, False)  # (..., c, nc, SB, m)
-        bl = bl.reshape(*bl.shape[:-2], npairs * m_cols)
-        prods = _buffer("p", (nbt, c, m_rows, npairs * m_cols))
-        pv = prods.reshape(*batch, c, m_rows, npairs * m_cols)
-        start = 0
-        for g, (_, others) in enumerate(p.groups):
-            lo, hi = start * m_cols, (start + len(others)) * m_cols
-            np.matmul(al[..., g, :, :], bl[..., lo:hi], out=pv[..., lo:hi])
-            start += len(others)
-        view = prods.reshape(nbt, c, m_rows, npairs, m_cols).transpose(0, 1, 3, 2, 4)
-    _combine_kernel(view, shifts, out3)
+        # A_g @ [B_1 | .. | B_r]: B limbs concatenated along columns, one GEMM per A limb
+        bl = _limbs(b, p.b_slots, c, nc, True, False, "other")  # (..., c, nc, P, m)
+        bl = bl.reshape(*bl.shape[:-2], -1)  # (..., c, nc, P*m)
+        for col, others in p.groups:
+            cnt = len(others)
+            al = _limbs(a, (col,), c, nc, False, True, "col")[..., 0, :, :]  # (..., c, M, nc)
+            prods = _buffer("prod", (nbt, c, m_rows, cnt * m_cols))
+            cols = slice(start * m_cols, (start + cnt) * m_cols)
+            np.matmul(al, bl[..., cols], out=prods.reshape(*batch, c, m_rows, cnt * m_cols))
+            view = prods.reshape(nbt, c, m_rows, cnt, m_cols).transpose(0, 1, 3, 2, 4)
+            _combine_kernel(view, shifts[start : start + cnt], out3)
+            start += cnt
 
 
 def _to_u64(x: np.ndarray) -> np.ndarray:
@@ -449,8 +455,21 @@ def _to_u64(x: np.ndarray) -> np.ndarray:
     raise TypeError(f"matmul: expected an integer array, got dtype {x.dtype}")
 
 
-def matmul(a, b, r) -> np.ndarray:
-    """``np.matmul(a, b) mod 2^k`` for uint64 arrays of elements of Ring ``r`` (or width k)."""
+def staircase_plan(k: int, n: int, chunks: int = 1, col_is_b: bool = True) -> Plan:
+    """A limb plan with a fixed chunk count and orientation (tests, benchmarks)."""
+    nc = -(-n // chunks)
+    found = _staircase(k, bit_budget(nc), 0.5)
+    if found is None:
+        raise ValueError(f"no exact plan for k={k} with inner chunks of {nc}")
+    return Plan(k, False, chunks, nc, col_is_b, found[1], 0.0)
+
+
+def matmul(a, b, r, *, using: Plan | None = None) -> np.ndarray:
+    """``np.matmul(a, b) mod 2^k`` for uint64 arrays of elements of Ring ``r`` (or width k).
+
+    ``using`` forces a plan (for tests and benchmarks); it must be for the same k and an
+    inner dimension of at most ``chunks * chunk``.
+    """
     k = _k_of(r)
     a = _to_u64(np.asarray(a))
     b = _to_u64(np.asarray(b))
@@ -472,7 +491,9 @@ def matmul(a, b, r) -> np.ndarray:
     if size_c == 0 or n == 0:
         res = np.zeros(out_shape, dtype=U64)
     else:
-        p = plan(k, n, a.size, b.size, size_c, math.prod(batch))
+        p = using or plan(k, n, a.size, b.size, size_c, math.prod(batch))
+        if p.k != k or (not p.direct and p.chunks * p.chunk < n):
+            raise ValueError(f"plan {p.describe()} does not fit k={k}, n={n}")
         if p.direct:
             res = np.matmul(a, b)  # uint64 wraps mod 2^64: exact mod 2^k
             if k < 64:

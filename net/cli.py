@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=120.0,
                      help="seconds a party waits for a peer before failing (default: 120)")
     run.add_argument("--report", metavar="FILE", help="write the merged JSON report here")
+    certs.add_run_options(run)
     _add_common(run)
     _add_job_options(run)
 
@@ -128,6 +129,8 @@ def _cmd_run(args, job) -> dict:
     hosts = local_hosts()
     with tempfile.TemporaryDirectory(prefix="qbert-mpc-") as tmp:
         cfg = Path(tmp) / "hosts.toml"
+        if args.tls:
+            hosts = certs.local_tls(hosts, Path(tmp) / "certs")
         cfg.write_text(hosts.to_toml(timeout=args.timeout))
         ranks = (0, 1, 2)
         extra: list[str] = []

@@ -5,25 +5,34 @@ Format::
     [session]
     id = 12345            # integer 0..2**64-1, optional (default: derived from a hash of the file)
     timeout = 60          # seconds for connect and receive, optional (default 60)
-    tls = false           # optional (default false)
-    ca = "certs/ca.pem"   # optional paths for TLS, relative to this file's folder
-    cert = "certs/me.pem"
-    key = "certs/me.key"
+    tls = true            # optional; default: true if any host is not a loopback address
+    ca = "certs/ca.pem"   # the session CA (``qbert-mpc certs``); paths are relative to this file
 
     [parties.P0]
     host = "10.0.0.1"
     port = 9000
+    cert = "certs/P0.pem" # this party's certificate and key (needed only on P0's machine)
+    key = "certs/P0.key"
     [parties.P1]
     host = "10.0.0.2"
     port = 9001
+    cert = "certs/P1.pem"
+    key = "certs/P1.key"
     [parties.P2]
     host = "10.0.0.3"
     port = 9002
+    cert = "certs/P2.pem"
+    key = "certs/P2.key"
 
 Every party loads the same file. ``[parties.Pn]`` holds the address party n listens on
 (P0 and P1 listen, P2 only connects, but every party needs an entry). Keys other than
 these are errors, so a typo cannot silently fall back to a default. Every mistake raises
 ConfigError with a one-line message that names the file and says what to fix.
+
+TLS (``net.tls``): a config whose hosts are not all loopback addresses runs over mutually
+authenticated TLS unless it says ``tls = false``; a localhost config stays in clear unless it
+says ``tls = true``. ``cert``/``key`` in ``[session]`` (older format) apply to every party
+that has none of its own. Whether the files exist is checked when the party starts.
 
 The default session id is a hash of the file's bytes: parties with identical files agree
 on it, but two runs from the same file share it too; give ``id`` (or use a fresh file)
@@ -33,18 +42,30 @@ when stale processes of an earlier run might still be around.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from net.errors import ConfigError
 
 PARTIES = (0, 1, 2)
 DEFAULT_TIMEOUT = 60.0
 _SESSION_KEYS = {"id", "timeout", "tls", "ca", "cert", "key"}
-_PARTY_KEYS = {"host", "port"}
+_PARTY_KEYS = {"host", "port", "cert", "key"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost names and loopback IP addresses (127.0.0.0/8, ::1)."""
+    h = host.strip().lower().rstrip(".")
+    if h == "localhost" or h.endswith(".localhost") or h in ("ip6-localhost", "ip6-loopback"):
+        return True
+    try:
+        return ipaddress.ip_address(h.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -56,6 +77,16 @@ class HostConfig:
     ca: str | None = None
     cert: str | None = None
     key: str | None = None
+    party_certs: dict[int, str] = field(default_factory=dict)
+    party_keys: dict[int, str] = field(default_factory=dict)
+
+    def cert_and_key(self, rank: int) -> tuple[str | None, str | None]:
+        """Party ``rank``'s certificate and key paths (its own entry, else [session]'s)."""
+        return self.party_certs.get(rank, self.cert), self.party_keys.get(rank, self.key)
+
+    def with_tls(self, ca: str, certs: dict[int, str], keys: dict[int, str]) -> HostConfig:
+        """This config with TLS on, the given CA and per-party certificates and keys."""
+        return replace(self, tls=True, ca=ca, party_certs=dict(certs), party_keys=dict(keys))
 
     def to_toml(self, timeout: float | None = None) -> str:
         """The config as a hosts file that ``load_hosts`` reads back unchanged.
@@ -72,6 +103,9 @@ class HostConfig:
         for rank in sorted(self.addresses):
             host, port = self.addresses[rank]
             lines += ["", f"[parties.P{rank}]", f"host = {_toml_str(host)}", f"port = {port}"]
+            for name, paths in (("cert", self.party_certs), ("key", self.party_keys)):
+                if rank in paths:
+                    lines.append(f"{name} = {_toml_str(paths[rank])}")
         return "\n".join(lines) + "\n"
 
 
@@ -145,19 +179,22 @@ def _parse(doc: dict, name: str, raw: bytes, parties: tuple[int, ...]) -> HostCo
     if not (math.isfinite(timeout) and timeout > 0):
         fail(f"[session] timeout must be a positive number of seconds, got {timeout}")
 
-    tls = session.get("tls", False)
-    if type(tls) is not bool:
+    tls = session.get("tls")
+    if tls is not None and type(tls) is not bool:
         fail(f"[session] tls must be true or false, not {_type_name(tls)}")
 
-    paths: dict[str, str | None] = {}
     base = os.path.dirname(os.path.abspath(name))
-    for key in ("ca", "cert", "key"):
-        value = session.get(key)
+
+    def path(table: dict, key: str, where: str) -> str | None:
+        value = table.get(key)
         if value is not None:
             if type(value) is not str or not value:
-                fail(f"[session] {key} must be a non-empty path string")
+                fail(f"{where} {key} must be a non-empty path string")
             value = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
-        paths[key] = value
+        return value
+
+    paths = {key: path(session, key, "[session]") for key in ("ca", "cert", "key")}
+    party_paths: dict[str, dict[int, str]] = {"cert": {}, "key": {}}
 
     tables = doc.get("parties")
     if tables is None:
@@ -180,7 +217,7 @@ def _parse(doc: dict, name: str, raw: bytes, parties: tuple[int, ...]) -> HostCo
             fail(f"{where} must be a table with host and port")
         unknown = sorted(set(entry) - _PARTY_KEYS)
         if unknown:
-            fail(f"unknown key {unknown[0]!r} in {where}; allowed keys: host, port")
+            fail(f"unknown key {unknown[0]!r} in {where}; allowed keys: host, port, cert, key")
         for key in ("host", "port"):
             if key not in entry:
                 fail(f"{where} has no {key}")
@@ -198,6 +235,13 @@ def _parse(doc: dict, name: str, raw: bytes, parties: tuple[int, ...]) -> HostCo
             fail(f"{seen[endpoint]} and {label} both use {host}:{port}; give each its own port")
         seen[endpoint] = label
         addresses[rank] = (host, port)
+        for key in ("cert", "key"):
+            value = path(entry, key, where)
+            if value is not None:
+                party_paths[key][rank] = value
+
+    if tls is None:  # LAN configs are encrypted unless they opt out
+        tls = not all(is_loopback(h) for h, _ in addresses.values())
 
     return HostConfig(
         addresses=addresses,
@@ -207,6 +251,8 @@ def _parse(doc: dict, name: str, raw: bytes, parties: tuple[int, ...]) -> HostCo
         ca=paths["ca"],
         cert=paths["cert"],
         key=paths["key"],
+        party_certs=party_paths["cert"],
+        party_keys=party_paths["key"],
     )
 
 

@@ -54,7 +54,7 @@ def demo_reference(x: np.ndarray, w: np.ndarray, bits: int) -> np.ndarray:
 def _demo_program(rt, args) -> dict:
     from mpc.ring import ring
     from protocols.beaver import linear, prepare_weight
-    from protocols.compare import relu
+    from protocols.relu import relu
 
     r = ring(args.bits)
     x, w = _demo_data(args)  # each party uses only its own: P1 x, P2 w

@@ -4,6 +4,9 @@ A *job* (``net.jobs``) is a program ``program(rt, args) -> dict`` that every par
 P1's result is what the client learns. ``run_party`` connects the party to its peers,
 runs the program and returns its result and accounting report; ``deal`` runs the helper
 alone and writes each party's material for N runs (the 2-party mode).
+
+Dealt material is single-use (``DealtSource.claim``). A run ends with a bye frame on every
+link, so a party whose peer died after the last message still fails, naming that peer.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import os
 import time
 from pathlib import Path
 
-from mpc.correlations import DealtSink, DealtSource, MaterialError, dealt_paths
-from net.errors import ConfigError
+from mpc.correlations import DealtSink, DealtSource, dealt_paths
+from net.errors import ConfigError, FrameError, MPCError, PeerDisconnected, PeerError
+from net.framing import KIND_CONTROL
 from net.hosts import HostConfig
 from net.runtime import Runtime
 
@@ -23,7 +27,7 @@ def _transport(rank: int, hosts: HostConfig, peers):
 
     factory = None
     if hosts.tls:
-        from net import tls  # filled in by the TLS work; refuse rather than run in clear
+        from net import tls  # mutual TLS; the peer's certificate must name its role
 
         factory = tls.context_factory(hosts, rank)
     return TcpTransport(
@@ -36,34 +40,94 @@ def _transport(rank: int, hosts: HostConfig, peers):
     )
 
 
+BYE = b"QBBYE\x00"
+ABORT = b"QBABORT"  # + the rank blamed + the error's class name (never a value)
+
+
+def _goodbye(rt: Runtime, peers) -> None:
+    """End of run: one control frame to every peer, then wait for every peer's.
+
+    A party whose peer died after its last message would otherwise exit 0; with the bye
+    it fails naming that peer. P0 finishes first and waits without a timeout: P1/P2 time
+    out on their own, and a failing P1/P2 sends P0 an abort frame naming the party it
+    lost (``_abort``) before it disconnects. Cost: one 42-byte control frame per link
+    and direction, no round (control frames do not move the clock).
+    """
+    for p in peers:
+        rt._send_frame(p, KIND_CONTROL, BYE, 0)
+    timeout = rt.timeout
+    if rt.is_dealer:
+        rt.timeout = None
+    try:
+        for p in peers:
+            try:
+                _, payload = rt._recv_frame(p, KIND_CONTROL)
+            except PeerDisconnected:
+                raise PeerDisconnected(p, "disconnected before the end of the run") from None
+            payload = bytes(payload)
+            if payload.startswith(ABORT) and len(payload) > len(ABORT):
+                lost = payload[len(ABORT)]
+                what = payload[len(ABORT) + 1 :].decode("ascii", "replace")
+                if lost == p:
+                    raise PeerDisconnected(p, f"aborted the run ({what})")
+                raise PeerDisconnected(lost, f"P{p} aborted the run ({what} from P{lost})")
+            if payload != BYE:
+                raise FrameError(p, "expected the end-of-run frame")
+    finally:
+        rt.timeout = timeout
+
+
+def _abort(rt: Runtime | None, error: BaseException) -> None:
+    """P1/P2 failing in a 3-party run: tell P0 (only it waits passively) whom to blame."""
+    if rt is None or rt.rank == 0:
+        return
+    lost = error.peer if isinstance(error, PeerError) and error.peer in (1, 2) else rt.rank
+    what = type(error).__name__.encode("ascii", "replace")[:40]
+    try:
+        rt._send_frame(0, KIND_CONTROL, ABORT + bytes([lost]) + what, 0)
+    except (MPCError, OSError):
+        pass
+
+
 def run_party(
     rank: int, hosts: HostConfig, job, args, material: str | None = None, run: int = 0
 ) -> dict:
     """Run ``job`` as party ``rank``; with ``material`` (2-party mode) P0 is not needed."""
     if material is not None and rank == 0:
         raise ConfigError("P0 does not run online with dealt material: use 'qbert-mpc deal'")
-    source, stream = None, None
+    source = None
     if material is not None:
+        # Header, program and party are checked before connecting; the file is claimed
+        # (renamed to .used, single-use) once the peer is there, before any of it is read.
         path = dealt_paths(material, run)[rank]
-        if not path.exists():
-            raise MaterialError(f"no dealt material at {path}: run 'qbert-mpc deal' first")
-        stream = open(path, "rb")  # noqa: SIM115 - closed below
-        source = DealtSource(stream, job.program_id(args), rank, name=str(path))
+        source = DealtSource.open(path, job.program_id(args), rank, claim=False)
     peers = [3 - rank] if material is not None else None
-    t0 = time.perf_counter()
-    transport = _transport(rank, hosts, peers)
-    t_conn = time.perf_counter() - t0
     try:
-        rt = Runtime(rank, transport, session=hosts.session, source=source, timeout=hosts.timeout)
-        t1 = time.perf_counter()
-        rt.setup()
-        result = job.program(rt, args)
-        rt.finish()
-        seconds = time.perf_counter() - t1
+        t0 = time.perf_counter()
+        transport = _transport(rank, hosts, peers)
+        t_conn = time.perf_counter() - t0
+        rt = None
+        try:
+            if source is not None:
+                source.claim()
+            rt = Runtime(
+                rank, transport, session=hosts.session, source=source, timeout=hosts.timeout
+            )
+            t1 = time.perf_counter()
+            rt.setup()
+            result = job.program(rt, args)
+            rt.finish()
+            seconds = time.perf_counter() - t1
+            _goodbye(rt, transport.peers)
+        except BaseException as e:
+            if material is None:
+                _abort(rt, e)
+            raise
+        finally:
+            transport.close()
     finally:
-        transport.close()
-        if stream is not None:
-            stream.close()
+        if source is not None:
+            source.close()
     return {
         "party": rank,
         "result": result,

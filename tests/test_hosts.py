@@ -61,7 +61,7 @@ def test_defaults_and_derived_session(tmp_path):
     c = load_hosts(write(tmp_path, PARTIES_ONLY + "\n# another run\n", "c.toml"))
     assert a.session == b.session != c.session
     assert 0 <= a.session < 2**64
-    assert a.timeout == DEFAULT_TIMEOUT and a.tls is False and a.ca is None
+    assert a.timeout == DEFAULT_TIMEOUT and a.tls is True and a.ca is None  # LAN: TLS on
 
 
 def test_tls_paths_are_resolved_next_to_the_file(tmp_path):

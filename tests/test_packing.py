@@ -1,0 +1,94 @@
+"""Bit-packing round trips and size checks (mpc.packing)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mpc.packing import pack, packed_size, unpack
+
+
+def _mask(bits: int) -> np.uint64:
+    return np.uint64((1 << bits) - 1)
+
+
+def _bitwise_pack(values: np.ndarray, bits: int) -> bytes:
+    """Obviously-correct reference: one bit at a time, little-endian bit order."""
+    out = bytearray(packed_size(values.size, bits))
+    for i, v in enumerate(int(x) for x in values):
+        for j in range(bits):
+            if (v >> j) & 1:
+                pos = i * bits + j
+                out[pos // 8] |= 1 << (pos % 8)
+    return bytes(out)
+
+
+@pytest.mark.parametrize("bits", range(1, 65))
+def test_round_trip_every_width(bits):
+    rng = np.random.default_rng(bits)
+    for n in (0, 1, 2, 3, 7, 8, 9, 63, 64, 65, 127, 1000):
+        v = rng.integers(0, 2**64, size=n, dtype=np.uint64, endpoint=False)
+        buf = pack(v, bits)
+        assert isinstance(buf, bytes)
+        assert len(buf) == packed_size(n, bits)
+        assert np.array_equal(unpack(buf, bits, n), v & _mask(bits))
+
+
+@pytest.mark.parametrize("bits", range(1, 65))
+def test_matches_bitwise_reference(bits):
+    rng = np.random.default_rng(100 + bits)
+    v = rng.integers(0, 2**64, size=37, dtype=np.uint64)
+    assert pack(v, bits) == _bitwise_pack(v & _mask(bits), bits)
+
+
+@settings(max_examples=60, deadline=None)
+@given(bits=st.integers(1, 64), n=st.integers(0, 3000), seed=st.integers(0, 2**32 - 1))
+def test_round_trip_random(bits, n, seed):
+    rng = np.random.default_rng(seed)
+    v = rng.integers(0, 2**64, size=n, dtype=np.uint64) & _mask(bits)
+    buf = pack(v, bits)
+    assert len(buf) == packed_size(n, bits)
+    assert np.array_equal(unpack(buf, bits, n), v)
+    # bytearray / memoryview buffers are accepted too
+    assert np.array_equal(unpack(memoryview(bytearray(buf)), bits, n), v)
+
+
+def test_extremes_and_shapes():
+    for bits in (1, 7, 13, 20, 31, 33, 63, 64):
+        v = np.full((4, 5), (1 << bits) - 1, dtype=np.uint64)
+        out = unpack(pack(v, bits), bits, v.size)
+        assert out.dtype == np.uint64 and out.shape == (20,)
+        assert np.array_equal(out, v.ravel())
+        z = np.zeros(9, dtype=np.uint64)
+        assert pack(z, bits) == bytes(packed_size(9, bits))
+
+
+@pytest.mark.parametrize("bits", [1, 5, 8, 13, 16, 20, 32, 64])
+def test_wrong_size_raises(bits):
+    n = 10
+    buf = pack(np.arange(n, dtype=np.uint64), bits)
+    with pytest.raises(ValueError):
+        unpack(buf + b"\0", bits, n)
+    with pytest.raises(ValueError):
+        unpack(buf[:-1], bits, n)
+    with pytest.raises(ValueError):
+        unpack(buf, bits, n + 8)
+    with pytest.raises(ValueError):
+        unpack(b"\0", bits, 0)
+
+
+def test_bad_width_raises():
+    for bits in (0, 65, -1):
+        with pytest.raises(ValueError):
+            pack(np.zeros(3, dtype=np.uint64), bits)
+        with pytest.raises(ValueError):
+            unpack(b"", bits, 0)
+
+
+def test_packed_size():
+    assert packed_size(0, 13) == 0
+    assert packed_size(1, 1) == 1
+    assert packed_size(8, 1) == 1
+    assert packed_size(9, 1) == 2
+    assert packed_size(3, 20) == 8
+    assert packed_size(1000, 64) == 8000
