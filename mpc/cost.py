@@ -28,20 +28,20 @@ class Cost:
     def symmetric(online: int = 0, rounds: int = 0, offline_p2: int = 0, offline_p1: int = 0):
         return Cost((online, online), (offline_p1, offline_p2), rounds)
 
-    def _add(self, o: "Cost", rounds: int) -> "Cost":
+    def _add(self, o: Cost, rounds: int) -> Cost:
         return Cost(
             (self.online[0] + o.online[0], self.online[1] + o.online[1]),
             (self.offline[0] + o.offline[0], self.offline[1] + o.offline[1]),
             rounds,
         )
 
-    def __add__(self, o: "Cost") -> "Cost":
+    def __add__(self, o: Cost) -> Cost:
         return self._add(o, self.rounds + o.rounds)
 
-    def __or__(self, o: "Cost") -> "Cost":
+    def __or__(self, o: Cost) -> Cost:
         return self._add(o, max(self.rounds, o.rounds))
 
-    def times(self, n: int) -> "Cost":
+    def times(self, n: int) -> Cost:
         """n sequential repetitions."""
         out = Cost()
         for _ in range(n):

@@ -8,7 +8,7 @@ addition is XOR, multiplication is AND.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -29,7 +29,7 @@ class Domain:
         """Bytes of ``n`` elements bit-packed to ``bits`` each."""
         return (n * self.bits + 7) // 8
 
-    def check(self, other: "Domain") -> None:
+    def check(self, other: Domain) -> None:
         if other != self:
             raise DomainMismatch(f"operands in {self!r} and {other!r}")
 
@@ -66,17 +66,18 @@ class Ring(Domain):
                 raise TypeError(f"cannot reduce dtype {a.dtype} into {self!r}")
         return a & self.mask if self.k < 64 else a.copy()
 
+    # np.add & co. on arrays never warn; on 0-d numpy scalars wrap-around would warn.
     def add(self, a, b):
-        return (a + b) & self.mask
+        return np.add(a, b, dtype=U64) & self.mask
 
     def sub(self, a, b):
-        return (a - b) & self.mask
+        return np.subtract(a, b, dtype=U64) & self.mask
 
     def neg(self, a):
-        return (U64(0) - a) & self.mask
+        return np.subtract(U64(0), a, dtype=U64) & self.mask
 
     def mul(self, a, b):
-        return (a * b) & self.mask
+        return np.multiply(a, b, dtype=U64) & self.mask
 
     def signed(self, a) -> np.ndarray:
         """Two's-complement value of each element as int64 (exact for k <= 64)."""
@@ -134,12 +135,12 @@ class PrimeField(Domain):
         return prg.field(self, shape)
 
 
-@lru_cache(maxsize=None)
+@cache
 def ring(k: int) -> Ring:
     return Ring(k)
 
 
-@lru_cache(maxsize=None)
+@cache
 def field(p: int) -> PrimeField:
     return PrimeField(p)
 

@@ -73,10 +73,10 @@ class Shared:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def phantom(cls, dom: Domain, shape) -> "Shared":
+    def phantom(cls, dom: Domain, shape) -> Shared:
         return cls(dom, None, 0, shape)
 
-    def like(self, data: np.ndarray | None, shape=None, dom: Domain | None = None) -> "Shared":
+    def like(self, data: np.ndarray | None, shape=None, dom: Domain | None = None) -> Shared:
         """A share of the same party (phantom if this one is)."""
         dom = dom or self.dom
         if self.data is None:
@@ -146,7 +146,7 @@ class Shared:
 
     __rmul__ = __mul__
 
-    def matmul_public(self, w, right: bool = True) -> "Shared":
+    def matmul_public(self, w, right: bool = True) -> Shared:
         """``share @ W`` (or ``W @ share`` if not right) for a public integer matrix W."""
         from mpc.limbmatmul import matmul
 
@@ -162,14 +162,14 @@ class Shared:
         return self.like(matmul(w, self.data, self.dom))
 
     # -- rings ------------------------------------------------------------------------------
-    def reduce(self, k: int) -> "Shared":
+    def reduce(self, k: int) -> Shared:
         """Free conversion to Z_2^k for k <= current width (keeps x mod 2^k)."""
         if not isinstance(self.dom, Ring) or k > self.dom.k:
             raise DomainMismatch(f"cannot reduce {self.dom!r} to Z2^{k} for free")
         r = ring(k)
         return self.like(None if self.data is None else self.data & r.mask, dom=r)
 
-    def reinterpret(self, k: int) -> "Shared":
+    def reinterpret(self, k: int) -> Shared:
         """Read the same share words in Z_2^k (k >= width). Not a sharing of x by itself:
         the shares sum to x + c*2^width for a carry c; protocols use it deliberately."""
         if not isinstance(self.dom, Ring) or k < self.dom.k:
@@ -177,7 +177,7 @@ class Shared:
         return self.like(self.data, dom=ring(k))
 
     # -- shape ops (views) ----------------------------------------------------------------
-    def _view(self, fn) -> "Shared":
+    def _view(self, fn) -> Shared:
         if self.data is None:
             return self.like(None, _view_shape(self.shape, fn))
         return self.like(fn(self.data))
@@ -202,14 +202,14 @@ class Shared:
     def broadcast_to(self, shape):
         return self._view(lambda a: np.broadcast_to(a, shape))
 
-    def sum(self, axis=None, keepdims=False) -> "Shared":
+    def sum(self, axis=None, keepdims=False) -> Shared:
         if self.data is None:
             shape = np.empty(self.shape, dtype=np.uint8).sum(axis=axis, keepdims=keepdims).shape
             return self.like(None, shape)
         s = self.data.sum(axis=axis, keepdims=keepdims, dtype=U64)
         return self.like(np.asarray(self.dom.reduce(s) if isinstance(self.dom, Ring) else s))
 
-    def copy(self) -> "Shared":
+    def copy(self) -> Shared:
         return self.like(None if self.data is None else self.data.copy())
 
 

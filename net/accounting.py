@@ -116,7 +116,7 @@ def merge_reports(reports: dict[int, dict]) -> dict:
         s1, s2 = p1["spans"].get(path, []), p2["spans"].get(path, [])
         if len(s1) != len(s2):
             return max(p1["scopes"][path]["rounds"], p2["scopes"][path]["rounds"])
-        return sum(max(a[1], b[1]) - max(a[0], b[0]) for a, b in zip(s1, s2))
+        return sum(max(a[1], b[1]) - max(a[0], b[0]) for a, b in zip(s1, s2, strict=False))
 
     def view(path):
         a = p1["total"] if path == "" else p1["scopes"].get(path, asdict(Stats()))

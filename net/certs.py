@@ -213,15 +213,27 @@ def register(subparsers) -> None:
         "config at them: ca under [session], cert/key under [parties.Pn].",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--days", type=int, default=DEFAULT_DAYS,
-                   help=f"validity in days (default {DEFAULT_DAYS})")
-    p.add_argument("--host", action="append", default=[], metavar="Pn=HOST[,HOST]",
-                   help="names/addresses to put in Pn's certificate (repeatable; default: the "
-                   "config's host, else localhost)")
-    p.add_argument("--config", metavar="HOSTS.toml",
-                   help="take hosts from this config and write DIR/hosts.toml with TLS on")
-    p.add_argument("--keep-ca-key", action="store_true",
-                   help="also write ca.key (default: discard it after signing)")
+    p.add_argument(
+        "--days", type=int, default=DEFAULT_DAYS, help=f"validity in days (default {DEFAULT_DAYS})"
+    )
+    p.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="Pn=HOST[,HOST]",
+        help="names/addresses to put in Pn's certificate (repeatable; default: the "
+        "config's host, else localhost)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="HOSTS.toml",
+        help="take hosts from this config and write DIR/hosts.toml with TLS on",
+    )
+    p.add_argument(
+        "--keep-ca-key",
+        action="store_true",
+        help="also write ca.key (default: discard it after signing)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite certificates in DIR")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -229,8 +241,11 @@ def register(subparsers) -> None:
 
 def add_run_options(run_parser) -> None:
     """``qbert-mpc run --tls``: see ``local_tls``."""
-    run_parser.add_argument("--tls", action="store_true",
-                            help="run the parties over mutual TLS with throw-away certificates")
+    run_parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="run the parties over mutual TLS with throw-away certificates",
+    )
 
 
 def cmd_certs(args) -> dict:
@@ -251,8 +266,11 @@ def cmd_certs(args) -> dict:
         rel = cfg.with_tls(CA_FILE, certs, {r: f"P{r}.key" for r in ranks})
         written["hosts"].write_text(rel.to_toml())
     return {
-        k: ({kk: str(vv) if isinstance(vv, Path) else vv for kk, vv in v.items()}
-            if isinstance(v, dict) else str(v))
+        k: (
+            {kk: str(vv) if isinstance(vv, Path) else vv for kk, vv in v.items()}
+            if isinstance(v, dict)
+            else str(v)
+        )
         for k, v in written.items()
     }
 
@@ -271,11 +289,15 @@ def main(args) -> int:
     if args.json:
         print(json.dumps(out))
     else:
-        print(f"wrote {out['ca']} and the certificates of "
-              + ", ".join(k for k in out if k.startswith("P")))
+        print(
+            f"wrote {out['ca']} and the certificates of "
+            + ", ".join(k for k in out if k.startswith("P"))
+        )
         if "hosts" in out:
             print(f"host config with TLS on: {out['hosts']}")
         else:
-            print("host config: [session] tls = true, ca = \"ca.pem\"; "
-                  "[parties.Pn] cert = \"Pn.pem\", key = \"Pn.key\"")
+            print(
+                'host config: [session] tls = true, ca = "ca.pem"; '
+                '[parties.Pn] cert = "Pn.pem", key = "Pn.key"'
+            )
     return 0

@@ -26,8 +26,9 @@ EXIT_ERROR = 2
 
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--job", choices=sorted(JOBS), default="demo",
-                   help="what to compute (default: demo)")
+    p.add_argument(
+        "--job", choices=sorted(JOBS), default="demo", help="what to compute (default: demo)"
+    )
     for job in JOBS.values():
         job.add_options(p.add_argument_group(f"options of --job {job.name}", job.help))
 
@@ -49,35 +50,57 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = sub.add_parser("run", help="run all parties on this machine as separate processes",
-                         description="Start P0, P1 and P2 (or P1 and P2 on dealt material) as "
-                         "processes on localhost, print the result, time, bytes and rounds.")
-    run.add_argument("--mode", choices=["3party", "2party"], default="3party",
-                     help="3party: helper streams material live; 2party: deal to disk first, "
-                     "then time only the online phase (default: 3party)")
-    run.add_argument("--timeout", type=float, default=120.0,
-                     help="seconds a party waits for a peer before failing (default: 120)")
+    run = sub.add_parser(
+        "run",
+        help="run all parties on this machine as separate processes",
+        description="Start P0, P1 and P2 (or P1 and P2 on dealt material) as "
+        "processes on localhost, print the result, time, bytes and rounds.",
+    )
+    run.add_argument(
+        "--mode",
+        choices=["3party", "2party"],
+        default="3party",
+        help="3party: helper streams material live; 2party: deal to disk first, "
+        "then time only the online phase (default: 3party)",
+    )
+    run.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds a party waits for a peer before failing (default: 120)",
+    )
     run.add_argument("--report", metavar="FILE", help="write the merged JSON report here")
     certs.add_run_options(run)
     _add_common(run)
     _add_job_options(run)
 
-    party = sub.add_parser("party", help="run one party (for runs across hosts)",
-                           description="Run one party of a job; the peers are found through "
-                           "the host config. Start every party with the same config and job "
-                           "options.")
-    party.add_argument("--config", required=True, metavar="HOSTS.toml",
-                       help="host config: [session] and [parties.P0/P1/P2] host and port")
+    party = sub.add_parser(
+        "party",
+        help="run one party (for runs across hosts)",
+        description="Run one party of a job; the peers are found through "
+        "the host config. Start every party with the same config and job "
+        "options.",
+    )
+    party.add_argument(
+        "--config",
+        required=True,
+        metavar="HOSTS.toml",
+        help="host config: [session] and [parties.P0/P1/P2] host and port",
+    )
     party.add_argument("--role", required=True, choices=["P0", "P1", "P2"])
-    party.add_argument("--material", metavar="DIR",
-                       help="dealt material folder (2-party mode: P0 is not started)")
+    party.add_argument(
+        "--material", metavar="DIR", help="dealt material folder (2-party mode: P0 is not started)"
+    )
     party.add_argument("--run", type=int, default=0, help="which dealt run to use (default 0)")
     _add_common(party)
     _add_job_options(party)
 
-    deal = sub.add_parser("deal", help="write the helper's material for later 2-party runs",
-                          description="Run the helper P0 alone and write P1's and P2's "
-                          "correlated randomness for N runs of the job.")
+    deal = sub.add_parser(
+        "deal",
+        help="write the helper's material for later 2-party runs",
+        description="Run the helper P0 alone and write P1's and P2's "
+        "correlated randomness for N runs of the job.",
+    )
     deal.add_argument("--out", required=True, metavar="DIR", help="output folder")
     deal.add_argument("--runs", type=int, default=1, help="number of runs to deal (default 1)")
     _add_common(deal)
@@ -166,20 +189,28 @@ def _print_run(out: dict, job) -> None:
         print(line)
     m = out["merged"]
     t = m["total"]
-    print(f"mode: {out['mode']}; wall {out['wall_seconds']:.2f} s (3 processes incl. start-up), "
-          f"parties' compute+network {out['online_seconds']:.2f} s")
+    print(
+        f"mode: {out['mode']}; wall {out['wall_seconds']:.2f} s (3 processes incl. start-up), "
+        f"parties' compute+network {out['online_seconds']:.2f} s"
+    )
     if out["offline"]:
-        print(f"offline (dealt to disk): {out['offline']['seconds']:.2f} s, "
-              f"{_fmt_bytes(out['offline']['bytes'])}")
-    print(f"online bytes sent: P1 {_fmt_bytes(t['online_bytes'][0])}, "
-          f"P2 {_fmt_bytes(t['online_bytes'][1])}; helper material: "
-          f"P1 {_fmt_bytes(t['offline_bytes'][0])}, P2 {_fmt_bytes(t['offline_bytes'][1])}; "
-          f"rounds: {t['rounds']}")
+        print(
+            f"offline (dealt to disk): {out['offline']['seconds']:.2f} s, "
+            f"{_fmt_bytes(out['offline']['bytes'])}"
+        )
+    print(
+        f"online bytes sent: P1 {_fmt_bytes(t['online_bytes'][0])}, "
+        f"P2 {_fmt_bytes(t['online_bytes'][1])}; helper material: "
+        f"P1 {_fmt_bytes(t['offline_bytes'][0])}, P2 {_fmt_bytes(t['offline_bytes'][1])}; "
+        f"rounds: {t['rounds']}"
+    )
     print(f"{'scope':<24}{'rounds':>8}{'P1 sent':>14}{'P2 sent':>14}{'helper→P2':>14}{'s':>8}")
     for name, s in m["scopes"].items():
-        print(f"{name:<24}{s['rounds']:>8}{_fmt_bytes(s['online_bytes'][0]):>14}"
-              f"{_fmt_bytes(s['online_bytes'][1]):>14}{_fmt_bytes(s['offline_bytes'][1]):>14}"
-              f"{s['seconds']:>8.3f}")
+        print(
+            f"{name:<24}{s['rounds']:>8}{_fmt_bytes(s['online_bytes'][0]):>14}"
+            f"{_fmt_bytes(s['online_bytes'][1]):>14}{_fmt_bytes(s['offline_bytes'][1]):>14}"
+            f"{s['seconds']:>8.3f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

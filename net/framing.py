@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from net.errors import FrameError, SessionMismatch
 
@@ -64,8 +64,8 @@ def parse_header(buf: bytes, peer: int, max_payload: int = DEFAULT_MAX_FRAME) ->
     """Decode and sanity-check a header received from ``peer``; raise FrameError."""
     if len(buf) != HEADER_SIZE:
         raise FrameError(peer, f"truncated frame header ({len(buf)} of {HEADER_SIZE} bytes)")
-    magic, version, kind, sender, receiver, _res, session, seq, clock, spec, length = (
-        HEADER.unpack(buf)
+    magic, version, kind, sender, receiver, _res, session, seq, clock, spec, length = HEADER.unpack(
+        buf
     )
     if magic != MAGIC:
         raise FrameError(peer, "bad magic: not a qbert-mpc frame")

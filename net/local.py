@@ -11,8 +11,8 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from mpc.correlations import DealtSink, DealtSource
 from net.runtime import Runtime
@@ -36,7 +36,9 @@ def _run_threads(targets: dict[int, Callable[[], object]], timeout: float) -> di
         except BaseException as e:  # noqa: BLE001 - re-raised below
             errors[rank] = e
 
-    threads = {r: threading.Thread(target=wrap, args=(r, f), daemon=True) for r, f in targets.items()}
+    threads = {
+        r: threading.Thread(target=wrap, args=(r, f), daemon=True) for r, f in targets.items()
+    }
     for t in threads.values():
         t.start()
     for t in threads.values():

@@ -18,8 +18,8 @@ not move the clock.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from contextlib import contextmanager
-from typing import Sequence
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class Runtime:
         return f"Runtime(P{self.rank}, session={self.session:#x})"
 
     # -- set-up: seeds ---------------------------------------------------------------------
-    def setup(self) -> "Runtime":
+    def setup(self) -> Runtime:
         """Agree on pairwise PRG seeds: P0-P1 and P0-P2 from the correlation source/sink,
         P1-P2 chosen by P1 and sent to P2 in a control frame."""
         if self._setup_done:
@@ -125,8 +125,9 @@ class Runtime:
 
     # -- frames ----------------------------------------------------------------------------
     def _send_frame(self, to: int, kind: int, payload: bytes, spec: int) -> None:
-        h = Header(kind, self.rank, to, self.session, self._seq_out[to], self.clock, spec,
-                   len(payload))
+        h = Header(
+            kind, self.rank, to, self.session, self._seq_out[to], self.clock, spec, len(payload)
+        )
         self._seq_out[to] += 1
         frame = h.pack() + payload
         self.transport.send(to, frame)
@@ -135,11 +136,14 @@ class Runtime:
     def _recv_frame(self, frm: int, kind: int, spec: int | None = None):
         frame = self.transport.recv(frm, self.timeout)
         h = parse_header(frame[:HEADER_SIZE], frm, self.max_frame)
-        check_frame(h, peer=frm, me=self.rank, session=self.session, seq=self._seq_in[frm],
-                    kind=kind)
+        check_frame(
+            h, peer=frm, me=self.rank, session=self.session, seq=self._seq_in[frm], kind=kind
+        )
         if len(frame) - HEADER_SIZE != h.length:
-            raise FrameError(frm, f"frame carries {len(frame) - HEADER_SIZE} payload bytes, "
-                                  f"header says {h.length}")
+            raise FrameError(
+                frm,
+                f"frame carries {len(frame) - HEADER_SIZE} payload bytes, header says {h.length}",
+            )
         self._seq_in[frm] += 1
         if spec is not None and h.spec != spec:
             raise SpecMismatch(frm, "peer sent arrays of other rings or shapes than expected")
@@ -164,7 +168,7 @@ class Runtime:
         self.clock = max(self.clock, h.clock + 1)
         self.acct.add(online_recv=len(payload))
         out, off = [], 0
-        for (d, s), n in zip(specs, sizes):
+        for (d, s), n in zip(specs, sizes, strict=False):
             count = int(np.prod(s, dtype=np.int64))
             out.append(unpack(payload[off : off + n], d.bits, count).reshape(s))
             off += n

@@ -177,9 +177,7 @@ def check_own_files(ca: str, cert: str, key: str, rank: int) -> None:
     try:
         make_context("client", rank, ca, cert, key)
     except ssl.SSLError as e:
-        raise ConfigError(
-            f"key {key} does not fit certificate {cert} ({e.reason or e})"
-        ) from None
+        raise ConfigError(f"key {key} does not fit certificate {cert} ({e.reason or e})") from None
     except OSError as e:
         raise ConfigError(f"key {key}: cannot read ({e.strerror})") from None
 
@@ -189,8 +187,11 @@ def context_factory(hosts: HostConfig, rank: int) -> Callable[[str, int], ssl.SS
     cert, key = hosts.cert_and_key(rank)
     missing = [
         name
-        for name, value in (("[session] ca", hosts.ca), (f"[parties.P{rank}] cert", cert),
-                            (f"[parties.P{rank}] key", key))
+        for name, value in (
+            ("[session] ca", hosts.ca),
+            (f"[parties.P{rank}] cert", cert),
+            (f"[parties.P{rank}] key", key),
+        )
         if not value
     ]
     if missing:

@@ -58,7 +58,7 @@ class InMemoryNetwork:
         self._queues = {(a, b): queue.Queue() for a in ranks for b in ranks if a != b}
         self._lock = threading.Lock()
 
-    def endpoint(self, rank: int) -> "InMemoryTransport":
+    def endpoint(self, rank: int) -> InMemoryTransport:
         return InMemoryTransport(self, rank)
 
 

@@ -58,8 +58,15 @@ def b2a_fnz(mine, other, c, mask, p: int, p1: bool) -> np.ndarray:
     over z || 1, returns y - mask as uint64 [N, m + 1]."""
     rows, m = mine.shape
     out = np.empty((rows, m + 1), dtype=U64)
-    _b2a_fnz(mine, other.reshape(rows, m), c.reshape(rows, m), mask.reshape(rows, m + 1),
-             U64(p), int(p1), out)
+    _b2a_fnz(
+        mine,
+        other.reshape(rows, m),
+        c.reshape(rows, m),
+        mask.reshape(rows, m + 1),
+        U64(p),
+        int(p1),
+        out,
+    )
     return out
 
 
@@ -98,8 +105,9 @@ def _pick_msg(v, m, pad, j, mask, out):  # pragma: no cover - numba
 def pick_msg(v: np.ndarray, m: int, pad: int, j: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(L_j (bits(v) || pad)) xor mask, uint64 [N, m + 1]."""
     out = np.empty((v.size, m + 1), dtype=U64)
-    _pick_msg(np.ascontiguousarray(v, dtype=U64).ravel(), m, pad, j, mask.reshape(v.size, m + 1),
-              out)
+    _pick_msg(
+        np.ascontiguousarray(v, dtype=U64).ravel(), m, pad, j, mask.reshape(v.size, m + 1), out
+    )
     return out
 
 
@@ -111,6 +119,10 @@ def _pick_out(dv, i, c, out):  # pragma: no cover - numba
 
 def pick_out(dv: np.ndarray, i: np.ndarray, c: np.ndarray) -> np.ndarray:
     out = np.empty(i.size, dtype=U64)
-    _pick_out(dv.reshape(i.size, -1), np.ascontiguousarray(i, dtype=np.int64).ravel(),
-              np.ascontiguousarray(c, dtype=U64).ravel(), out)
+    _pick_out(
+        dv.reshape(i.size, -1),
+        np.ascontiguousarray(i, dtype=np.int64).ravel(),
+        np.ascontiguousarray(c, dtype=U64).ravel(),
+        out,
+    )
     return out

@@ -163,8 +163,11 @@ def _less_pattern(px: int):
 def cost_private_less(shape, m: int, x_party: int = 2) -> Cost:
     shape, n = tuple(shape), m + 1
     f = field(fnz_prime(n))
-    parts = [cost_bit_to_arith(shape + (m,), f), cost_fnz(shape + (n,), f.p, x_party),
-             cost_pick_known(shape, n, BOOL, x_party)]
+    parts = [
+        cost_bit_to_arith(shape + (m,), f),
+        cost_fnz(shape + (n,), f.p, x_party),
+        cost_pick_known(shape, n, BOOL, x_party),
+    ]
     return _seq(parts, _less_pattern(x_party))
 
 
@@ -183,8 +186,14 @@ def msb(rt, x: Shared) -> Shared:
     if not rt.is_dealer:
         h, low = x.data >> U64(ell - 1), x.data & (half - U64(1))
         mine = low if rt.rank == 1 else half - U64(1) - low
-    c = private_less(rt, mine if rt.rank == 2 else None, mine if rt.rank == 1 else None,
-                     ell - 1, x.shape, x_party=2)
+    c = private_less(
+        rt,
+        mine if rt.rank == 2 else None,
+        mine if rt.rank == 1 else None,
+        ell - 1,
+        x.shape,
+        x_party=2,
+    )
     return c if rt.is_dealer else c.like(c.data ^ h)
 
 

@@ -72,8 +72,9 @@ def draw(prg, dom, shape, dtype=U64) -> np.ndarray:
         return (bits if dtype == np.uint8 else bits.astype(dtype)).reshape(shape)
     if isinstance(dom, Ring):
         out = np.empty(n, dtype=dtype)
-        dt = next(d for b, d in ((8, np.uint8), (16, np.uint16), (32, np.uint32), (64, U64))
-                  if dom.k <= b)
+        dt = next(
+            d for b, d in ((8, np.uint8), (16, np.uint16), (32, np.uint32), (64, U64)) if dom.k <= b
+        )
         for s in range(0, n, CHUNK):
             e = min(n, s + CHUNK)
             out[s:e] = prg.words(dt, (e - s,))
@@ -162,8 +163,12 @@ def _binary(kernel, a, b, dom):
     shape = np.broadcast_shapes(a.shape, b.shape)
     a, b = np.broadcast_to(a, shape), np.broadcast_to(b, shape)
     out = np.empty(a.shape, dtype=U64)
-    kernel(np.ascontiguousarray(a).ravel(), np.ascontiguousarray(b).ravel(),
-           U64(dom.modulus), out.reshape(-1))
+    kernel(
+        np.ascontiguousarray(a).ravel(),
+        np.ascontiguousarray(b).ravel(),
+        U64(dom.modulus),
+        out.reshape(-1),
+    )
     return out
 
 
@@ -201,8 +206,13 @@ def pm1_add(t, v, dom, add_t: bool) -> np.ndarray:
     """(-1)^t v (+ t if ``add_t``) mod p, for 0/1 t and field elements v of one shape."""
     t = np.ascontiguousarray(t, dtype=U64)
     out = np.empty(t.shape, dtype=U64)
-    _pm1_add(t.ravel(), np.ascontiguousarray(v, dtype=U64).ravel(), U64(dom.modulus),
-             add_t, out.reshape(-1))
+    _pm1_add(
+        t.ravel(),
+        np.ascontiguousarray(v, dtype=U64).ravel(),
+        U64(dom.modulus),
+        add_t,
+        out.reshape(-1),
+    )
     return out
 
 
@@ -226,8 +236,11 @@ def rotate(v: np.ndarray, i: np.ndarray) -> np.ndarray:
     i = np.broadcast_to(np.asarray(i, dtype=np.int64), v.shape[:-1])
     out = np.empty(v.shape, dtype=v.dtype)
     if v.size:
-        _rotate(np.ascontiguousarray(v).reshape(-1, n), np.ascontiguousarray(i).ravel(),
-                out.reshape(-1, n))
+        _rotate(
+            np.ascontiguousarray(v).reshape(-1, n),
+            np.ascontiguousarray(i).ravel(),
+            out.reshape(-1, n),
+        )
     return out
 
 
@@ -256,8 +269,9 @@ def rot_mul_add(x, y, u, i, p: int) -> np.ndarray:
     out = np.empty(x.shape, dtype=U64)
     if x.size:
         c = [np.ascontiguousarray(a).reshape(-1, n) for a in (x, y, u)]
-        _rot_mul_add(*c, np.ascontiguousarray(i, dtype=np.int64).ravel(), U64(p),
-                     out.reshape(-1, n))
+        _rot_mul_add(
+            *c, np.ascontiguousarray(i, dtype=np.int64).ravel(), U64(p), out.reshape(-1, n)
+        )
     return out
 
 
@@ -282,6 +296,7 @@ def fnz_input(x: np.ndarray, p: int, c: int) -> np.ndarray:
     n = x.shape[-1]
     out = np.empty(x.shape, dtype=U64)
     if out.size:
-        _prefix_input(np.ascontiguousarray(x, dtype=U64).reshape(-1, n), U64(p), U64(c),
-                      out.reshape(-1, n))
+        _prefix_input(
+            np.ascontiguousarray(x, dtype=U64).reshape(-1, n), U64(p), U64(c), out.reshape(-1, n)
+        )
     return out

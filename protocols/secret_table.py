@@ -61,12 +61,19 @@ def rotate_private_table(rt, table, dom: Domain, shape, n: int, owner: int = 2) 
     if n < 2:
         raise ValueError(f"tables need n >= 2 entries, got {n}")
     sdom = shift_domain(n)
-    t = _private(rt, owner, None if table is None else dom.reduce(np.asarray(table)),
-                 shape + (n,), 1 << 64, "table")
+    t = _private(
+        rt,
+        owner,
+        None if table is None else dom.reduce(np.asarray(table)),
+        shape + (n,),
+        1 << 64,
+        "table",
+    )
     r = rt.random_shared(sdom, shape)
     if rt.is_dealer:
-        return RotatedTable(cyclic_shift(rt, None, None, dom, shape, n, other),
-                            Shared.phantom(sdom, shape))
+        return RotatedTable(
+            cyclic_shift(rt, None, None, dom, shape, n, other), Shared.phantom(sdom, shape)
+        )
     pre = rotate(t, r.data) if rt.rank == owner else None
     out = cyclic_shift(rt, r.data if rt.rank == other else None, pre, dom, shape, n, other)
     return RotatedTable(out, r)

@@ -12,7 +12,9 @@ def measured(run: LocalRun, scope: str) -> Cost:
     """What the runtime measured inside ``scope``, in the shape of a declared ``Cost``."""
     r1, r2 = run.reports[1]["scopes"][scope], run.reports[2]["scopes"][scope]
     dealer = run.reports[0]["scopes"].get(scope, {"offline_sent": 0})
-    assert dealer["offline_sent"] == r1["offline_recv"] + r2["offline_recv"], "dealer/party mismatch"
+    assert dealer["offline_sent"] == r1["offline_recv"] + r2["offline_recv"], (
+        "dealer/party mismatch"
+    )
     assert r1["online_sent"] == r2["online_recv"] and r2["online_sent"] == r1["online_recv"]
     m = merge_reports(run.reports)["scopes"][scope]
     return Cost(tuple(m["online_bytes"]), tuple(m["offline_bytes"]), m["rounds"])
@@ -34,6 +36,6 @@ def run_and_open(program, mode: str = "live", scope: str = "proto", **kw):
         return [rt.open(o) for o in outs]
 
     run = run_local(wrapped, mode=mode, **kw)
-    assert all((a == b).all() for a, b in zip(run.results[1], run.results[2]))
+    assert all((a == b).all() for a, b in zip(run.results[1], run.results[2], strict=False))
     res = run.results[1]
     return (res if isinstance(res, list) and len(res) > 1 else res[0]), measured(run, scope), run

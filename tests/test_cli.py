@@ -29,7 +29,9 @@ def test_run_three_processes(mode, tmp_path):
 
 
 def test_same_result_live_and_dealt():
-    outs = [json.loads(cli("run", "--mode", m, "--json", *SMALL).stdout) for m in ("3party", "2party")]
+    outs = [
+        json.loads(cli("run", "--mode", m, "--json", *SMALL).stdout) for m in ("3party", "2party")
+    ]
     assert outs[0]["result"] == outs[1]["result"]
     assert outs[0]["merged"]["total"]["online_bytes"] == outs[1]["merged"]["total"]["online_bytes"]
 

@@ -25,8 +25,10 @@ def _mine(rt, party, value):
 
 def _ring_vals(rng, ell, shape):
     r = ring(ell)
-    x = r.reduce(rng.integers(0, 2**63, shape, dtype=np.uint64) * np.uint64(2)
-                 + rng.integers(0, 2, shape, dtype=np.uint64))
+    x = r.reduce(
+        rng.integers(0, 2**63, shape, dtype=np.uint64) * np.uint64(2)
+        + rng.integers(0, 2, shape, dtype=np.uint64)
+    )
     edges = np.array([0, 1, r.mask, 1 << (ell - 1), (1 << (ell - 1)) - 1], dtype=np.uint64)
     flat = x.reshape(-1)
     k = min(flat.size, edges.size)
@@ -36,8 +38,14 @@ def _ring_vals(rng, ell, shape):
 
 # -- fnz --------------------------------------------------------------------------------------
 @settings(max_examples=20, deadline=None)
-@given(shape=SHAPES, n=st.integers(2, 40), a_party=st.sampled_from([1, 2]), mode=MODES,
-       seed=st.integers(0, 99), bigger_p=st.booleans())
+@given(
+    shape=SHAPES,
+    n=st.integers(2, 40),
+    a_party=st.sampled_from([1, 2]),
+    mode=MODES,
+    seed=st.integers(0, 99),
+    bigger_p=st.booleans(),
+)
 def test_fnz(shape, n, a_party, mode, seed, bigger_p):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 2, shape + (n,)) * (rng.random(shape + (n,)) < rng.random())
@@ -62,16 +70,23 @@ def test_fnz_prime_and_reference_checks():
 
 # -- private comparison -----------------------------------------------------------------------
 @settings(max_examples=20, deadline=None)
-@given(m=st.sampled_from([1, 2, 5, 8, 16, 31, 63]), shape=SHAPES, x_party=st.sampled_from([1, 2]),
-       or_equal=st.booleans(), mode=MODES, seed=st.integers(0, 99))
+@given(
+    m=st.sampled_from([1, 2, 5, 8, 16, 31, 63]),
+    shape=SHAPES,
+    x_party=st.sampled_from([1, 2]),
+    or_equal=st.booleans(),
+    mode=MODES,
+    seed=st.integers(0, 99),
+)
 def test_private_less(m, shape, x_party, or_equal, mode, seed):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 2**m, shape, dtype=np.uint64)
     y = np.where(rng.random(shape) < 0.3, x, rng.integers(0, 2**m, shape, dtype=np.uint64))
 
     def prog(rt):
-        return C.private_less(rt, _mine(rt, x_party, x), _mine(rt, 3 - x_party, y), m, shape,
-                              x_party, or_equal)
+        return C.private_less(
+            rt, _mine(rt, x_party, x), _mine(rt, 3 - x_party, y), m, shape, x_party, or_equal
+        )
 
     out, cost, _ = run_and_open(prog, mode)
     assert out.shape == shape and (out == C.reference_private_less(x, y, or_equal)).all()
@@ -127,8 +142,10 @@ def _drelu_views(x, ell):
 def test_drelu_view_does_not_depend_on_input(ell):
     n_el = 4000
     r = ring(ell)
-    logs = [_drelu_views(np.full(n_el, v, dtype=np.uint64), ell)
-            for v in (r.reduce(np.array(3)), r.reduce(np.array(-(1 << (ell - 2)))))]
+    logs = [
+        _drelu_views(np.full(n_el, v, dtype=np.uint64), ell)
+        for v in (r.reduce(np.array(3)), r.reduce(np.array(-(1 << (ell - 2)))))
+    ]
     p = C.fnz_prime(ell)
     for rank in (1, 2):
         a, b = logs[0][rank], logs[1][rank]
@@ -149,10 +166,17 @@ def test_drelu_view_does_not_depend_on_input(ell):
         stat, limit = chi2_same(s, t)
         assert stat < limit
     # power check: the unblinded first-difference position does depend on the input
-    k = [C.reference_fnz(np.concatenate([((v[:, None] >> np.arange(ell - 2, -1, -1)) & 1),
-                                         np.ones((n_el, 1), int)], -1)) for v in
-         (np.random.default_rng(0).integers(0, 2 ** (ell - 1), n_el),
-          np.random.default_rng(1).integers(0, 2 ** (ell - 1), n_el) >> 3)]
+    k = [
+        C.reference_fnz(
+            np.concatenate(
+                [((v[:, None] >> np.arange(ell - 2, -1, -1)) & 1), np.ones((n_el, 1), int)], -1
+            )
+        )
+        for v in (
+            np.random.default_rng(0).integers(0, 2 ** (ell - 1), n_el),
+            np.random.default_rng(1).integers(0, 2 ** (ell - 1), n_el) >> 3,
+        )
+    ]
     stat, limit = chi2_same(*k)
     assert stat > limit
 
@@ -173,6 +197,14 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="1 <= m <= 63"):
         run(lambda rt: C.private_less(rt, None, None, 64, (3,)))
     with pytest.raises(ValueError, match="outside"):  # P1's private input does not fit m bits
-        run(lambda rt: C.private_less(rt, _mine(rt, 2, np.zeros(2, int)), _mine(
-            rt, 1, np.array([3, 4])), 2, (2,), x_party=2))
+        run(
+            lambda rt: C.private_less(
+                rt,
+                _mine(rt, 2, np.zeros(2, int)),
+                _mine(rt, 1, np.array([3, 4])),
+                2,
+                (2,),
+                x_party=2,
+            )
+        )
     assert shift_domain(5).modulus == 5

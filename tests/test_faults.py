@@ -80,7 +80,10 @@ def test_lost_party_makes_the_others_fail_naming_it(tmp_path, sig, timeout, erro
     procs = {
         r: subprocess.Popen(
             tinyjob.party_command(cfg, r, "--rounds", "200", "--sleep", "0.05"),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         for r in range(3)
     }
@@ -264,8 +267,11 @@ def test_run_party_refuses_material_used_twice(tmp_path):
 
 
 @settings(max_examples=150, deadline=None)
-@given(cut=st.integers(0, 200), flips=st.lists(st.integers(0, 10**6), max_size=3),
-       junk=st.binary(max_size=64))
+@given(
+    cut=st.integers(0, 200),
+    flips=st.lists(st.integers(0, 10**6), max_size=3),
+    junk=st.binary(max_size=64),
+)
 def test_corrupt_dealt_material_raises_only_material_errors(cut, flips, junk):
     stream = io.BytesIO()
     sink = DealtSink({1: stream}, "prog")
@@ -287,8 +293,7 @@ def test_corrupt_dealt_material_raises_only_material_errors(cut, flips, junk):
 
 def cli(*argv, script=False, timeout=60):
     head = [sys.executable, tinyjob.SCRIPT] if script else [sys.executable, "-m", "net.cli"]
-    return subprocess.run([*head, *argv], capture_output=True, text=True, timeout=timeout,
-                          cwd=REPO)
+    return subprocess.run([*head, *argv], capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
 BAD_CONFIGS = {
@@ -325,12 +330,16 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     )
     generate(tmp_path / "c", days=1)
     good = tls_config(hosts, tmp_path / "c")
-    swapped = good.with_tls(good.ca, {**good.party_certs, 1: good.party_certs[2]},
-                            {**good.party_keys, 1: good.party_keys[2]})
+    swapped = good.with_tls(
+        good.ca,
+        {**good.party_certs, 1: good.party_certs[2]},
+        {**good.party_keys, 1: good.party_keys[2]},
+    )
     wrong = tmp_path / "wrong_role.toml"
     wrong.write_text(swapped.to_toml())
     cases["wrong role cert"] = (
-        ["--config", str(wrong), "--role", "P1"], "is P2's, but this party is P1"
+        ["--config", str(wrong), "--role", "P1"],
+        "is P2's, but this party is P1",
     )
     debug = ["--config", str(tmp_path / "nope.toml"), "--role", "P0", "--debug"]
     invalid_role = ["--config", str(plain), "--role", "P3"]

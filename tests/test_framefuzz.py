@@ -68,12 +68,27 @@ class FakeTransport(Transport):
 
 
 def runtime(frames, rank=1) -> Runtime:
-    return Runtime(rank, FakeTransport(rank, frames), session=SESSION, source=_Seeded(),
-                   timeout=0.05, max_frame=MAX_FRAME)
+    return Runtime(
+        rank,
+        FakeTransport(rank, frames),
+        session=SESSION,
+        source=_Seeded(),
+        timeout=0.05,
+        max_frame=MAX_FRAME,
+    )
 
 
-def frame(kind=KIND_ONLINE, sender=2, receiver=1, session=SESSION, seq=0, clock=0,
-          spec=GOOD_SPEC, payload=None, length=None) -> bytes:
+def frame(
+    kind=KIND_ONLINE,
+    sender=2,
+    receiver=1,
+    session=SESSION,
+    seq=0,
+    clock=0,
+    spec=GOOD_SPEC,
+    payload=None,
+    length=None,
+) -> bytes:
     if payload is None:
         payload = pack(np.arange(4, dtype=np.uint64), 32)
     n = len(payload) if length is None else length
@@ -103,8 +118,9 @@ fields = st.fixed_dictionaries(
         "spec": st.one_of(
             st.just(GOOD_SPEC),
             st.integers(0, 2**32 - 1),
-            st.builds(lambda k, n: spec_digest([(ring(k), (n,))]), st.integers(1, 64),
-                      st.integers(0, 9)),
+            st.builds(
+                lambda k, n: spec_digest([(ring(k), (n,))]), st.integers(1, 64), st.integers(0, 9)
+            ),
         ),
         "payload": st.one_of(st.just(None), st.binary(max_size=40)),
         "length": st.one_of(st.none(), st.integers(0, 2**32 - 1)),
@@ -113,8 +129,11 @@ fields = st.fixed_dictionaries(
 
 
 @settings(max_examples=300, deadline=None)
-@given(frames=st.lists(st.one_of(fields.map(lambda f: frame(**f)), st.binary(max_size=80)),
-                       min_size=1, max_size=4))
+@given(
+    frames=st.lists(
+        st.one_of(fields.map(lambda f: frame(**f)), st.binary(max_size=80)), min_size=1, max_size=4
+    )
+)
 def test_runtime_recv_raises_only_typed_errors(frames):
     receive_all(runtime(frames), len(frames) + 1)
 
@@ -130,8 +149,9 @@ def test_correlation_and_seed_path_raise_only_typed_errors(data, kind, good_seed
     # P1 reading P0's seed frame, then material; the fuzzer writes one or both.
     seed = frame(KIND_CONTROL, 0, 1, spec=0, payload=bytes(SEED_BYTES)) if good_seed else data
     material = frame(kind, 0, 1, seq=seq, spec=0, payload=data)
-    rt = Runtime(1, FakeTransport(1, [seed, material]), session=SESSION, timeout=0.05,
-                 max_frame=MAX_FRAME)
+    rt = Runtime(
+        1, FakeTransport(1, [seed, material]), session=SESSION, timeout=0.05, max_frame=MAX_FRAME
+    )
     try:
         rt.source.seed  # noqa: B018
         out = rt.take(R, (3,))
@@ -180,8 +200,9 @@ def _tcp_victim():
     box = {}
 
     def listen():
-        box["t"] = TcpTransport(1, hosts.addresses, SESSION, peers=[2], connect_timeout=5,
-                                max_frame=MAX_FRAME)
+        box["t"] = TcpTransport(
+            1, hosts.addresses, SESSION, peers=[2], connect_timeout=5, max_frame=MAX_FRAME
+        )
 
     t = threading.Thread(target=listen)
     t.start()
@@ -205,8 +226,9 @@ def _tcp_victim():
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    parts=st.lists(st.one_of(fields.map(lambda f: frame(**f)), st.binary(max_size=60)),
-                   min_size=1, max_size=3),
+    parts=st.lists(
+        st.one_of(fields.map(lambda f: frame(**f)), st.binary(max_size=60)), min_size=1, max_size=3
+    ),
     cut=st.integers(0, 200),
     close=st.booleans(),
 )
@@ -219,8 +241,9 @@ def test_tcp_receive_path_raises_only_typed_errors(parts, cut, close):
         sock.sendall(data)
         if close:
             sock.close()
-        rt = Runtime(1, transport, session=SESSION, source=_Seeded(), timeout=0.1,
-                     max_frame=MAX_FRAME)
+        rt = Runtime(
+            1, transport, session=SESSION, source=_Seeded(), timeout=0.1, max_frame=MAX_FRAME
+        )
         t0 = time.monotonic()
         receive_all(rt, len(parts) + 1)
         assert time.monotonic() - t0 < 0.1 * (len(parts) + 1) + 2, "receive path hung"

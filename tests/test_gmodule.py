@@ -18,8 +18,21 @@ from protocols import gshared as GS
 
 MODES = st.sampled_from(["live", "dealt"])
 SHAPES = st.lists(st.integers(1, 5), min_size=0, max_size=3).map(tuple)
-DOMS = st.sampled_from([ring(1), ring(8), ring(16), ring(20), ring(32), ring(63), ring(64),
-                        field(2), field(37), field(131), field(65537)])
+DOMS = st.sampled_from(
+    [
+        ring(1),
+        ring(8),
+        ring(16),
+        ring(20),
+        ring(32),
+        ring(63),
+        ring(64),
+        field(2),
+        field(37),
+        field(131),
+        field(65537),
+    ]
+)
 
 
 def _vals(rng, dom, shape):
@@ -47,8 +60,15 @@ def test_pm1_act(dom, shape, owner, mode, seed):
 
 
 @settings(max_examples=25, deadline=None)
-@given(dom=DOMS, shape=SHAPES, n=st.integers(2, 17), owner=st.sampled_from([1, 2]), mode=MODES,
-       seed=st.integers(0, 99), entry_only=st.booleans())
+@given(
+    dom=DOMS,
+    shape=SHAPES,
+    n=st.integers(2, 17),
+    owner=st.sampled_from([1, 2]),
+    mode=MODES,
+    seed=st.integers(0, 99),
+    entry_only=st.booleans(),
+)
 def test_cyclic_shift_and_assistant_ot(dom, shape, n, owner, mode, seed, entry_only):
     rng = np.random.default_rng(seed)
     s, table = rng.integers(0, n, shape), _vals(rng, dom, shape + (n,))
@@ -72,14 +92,21 @@ def test_cyclic_shift_broadcasts_one_table():
     dom, shape, n = ring(12), (4, 3), 6
     table = np.arange(n) * 100
     s = np.arange(12).reshape(shape) % n
-    out, _, _ = run_and_open(lambda rt: G.cyclic_shift(
-        rt, _mine(rt, 1, s), _mine(rt, 2, table), dom, shape, n, 1))
+    out, _, _ = run_and_open(
+        lambda rt: G.cyclic_shift(rt, _mine(rt, 1, s), _mine(rt, 2, table), dom, shape, n, 1)
+    )
     assert (out == (np.add.outer(s, np.arange(n)) % n) * 100).all()
 
 
 @settings(max_examples=20, deadline=None)
-@given(dom=DOMS, shape=SHAPES, n=st.integers(1, 17), owner=st.sampled_from([1, 2]), mode=MODES,
-       seed=st.integers(0, 99))
+@given(
+    dom=DOMS,
+    shape=SHAPES,
+    n=st.integers(1, 17),
+    owner=st.sampled_from([1, 2]),
+    mode=MODES,
+    seed=st.integers(0, 99),
+)
 def test_pick_known(dom, shape, n, owner, mode, seed):
     rng = np.random.default_rng(seed)
     vec = _vals(rng, dom, shape + (n,))
@@ -117,8 +144,14 @@ def test_cross_actions(dom, shape, mode, seed, swap):
 
 # -- recover ----------------------------------------------------------------------------------
 @settings(max_examples=20, deadline=None)
-@given(p=st.sampled_from([5, 37, 131, 65537]), shape=SHAPES, n=st.integers(1, 12),
-       a_party=st.sampled_from([1, 2]), mode=MODES, seed=st.integers(0, 99))
+@given(
+    p=st.sampled_from([5, 37, 131, 65537]),
+    shape=SHAPES,
+    n=st.integers(1, 12),
+    a_party=st.sampled_from([1, 2]),
+    mode=MODES,
+    seed=st.integers(0, 99),
+)
 def test_recover_shift_scale(p, shape, n, a_party, mode, seed):
     f = field(p)
     b = _vals(np.random.default_rng(seed), f, shape + (n,))
@@ -167,16 +200,23 @@ def test_zmod_and_shift_domain():
         G.ZMod(1)
 
 
-@pytest.mark.parametrize("dom", [ring(1), ring(5), ring(16), ring(64), field(37), field(65537),
-                                 G.ZMod(6), field(2147483647)])
+@pytest.mark.parametrize(
+    "dom",
+    [ring(1), ring(5), ring(16), ring(64), field(37), field(65537), G.ZMod(6), field(2147483647)],
+)
 def test_draws_are_uniform_and_deterministic(dom):
     a = gk.draw(PRG(b"k" * 16), dom, (40000,))
     b = gk.draw(PRG(b"k" * 16), dom, (40000,))
     assert a.dtype == np.uint64 and (a == b).all() and (a < dom.modulus).all()
     bins = min(dom.modulus, 64)
-    counts = np.bincount((a * np.uint64(bins) // np.uint64(dom.modulus)
-                          if dom.modulus < 2**32 else a >> np.uint64(58)).astype(np.int64),
-                         minlength=bins)
+    counts = np.bincount(
+        (
+            a * np.uint64(bins) // np.uint64(dom.modulus)
+            if dom.modulus < 2**32
+            else a >> np.uint64(58)
+        ).astype(np.int64),
+        minlength=bins,
+    )
     expect = a.size / bins
     assert ((counts - expect) ** 2 / expect).sum() < bins + 8 * np.sqrt(2 * bins)
     # rings take the same words as PRG.ring
@@ -194,8 +234,11 @@ def test_field_arithmetic_kernels():
         t = rng.integers(0, 2, 1000).astype(np.uint64)
         assert (gk.pm1_add(t, a, f, True) == f.add(np.where(t == 1, f.neg(a), a), t)).all()
     v = np.arange(12, dtype=np.uint64).reshape(3, 4)
-    assert gk.rotate(v, np.array([0, 1, 7])).tolist() == [[0, 1, 2, 3], [5, 6, 7, 4],
-                                                          [11, 8, 9, 10]]
+    assert gk.rotate(v, np.array([0, 1, 7])).tolist() == [
+        [0, 1, 2, 3],
+        [5, 6, 7, 4],
+        [11, 8, 9, 10],
+    ]
 
 
 # -- bad inputs -------------------------------------------------------------------------------
@@ -204,32 +247,67 @@ def test_bad_inputs():
         return run_local(fn, timeout=1)
 
     with pytest.raises(DomainMismatch):
-        run(lambda rt: GS.recover_shift_scale(rt, rt.input(1, ring(8), (3, 4), _mine(
-            rt, 1, np.zeros((3, 4), int))), 1))
+        run(
+            lambda rt: GS.recover_shift_scale(
+                rt, rt.input(1, ring(8), (3, 4), _mine(rt, 1, np.zeros((3, 4), int))), 1
+            )
+        )
     with pytest.raises(ShapeMismatch):
-        run(lambda rt: GS.cross_pm1(rt, rt.input(1, BOOL, (3,), _mine(rt, 1, np.zeros(3, int))),
-                                   rt.input(1, ring(8), (4,), _mine(rt, 1, np.zeros(4, int)))))
+        run(
+            lambda rt: GS.cross_pm1(
+                rt,
+                rt.input(1, BOOL, (3,), _mine(rt, 1, np.zeros(3, int))),
+                rt.input(1, ring(8), (4,), _mine(rt, 1, np.zeros(4, int))),
+            )
+        )
     with pytest.raises(DomainMismatch):
-        run(lambda rt: GS.cross_pm1(rt, rt.input(1, ring(2), (3,), _mine(rt, 1, np.zeros(3, int))),
-                                   rt.input(1, ring(8), (3,), _mine(rt, 1, np.zeros(3, int)))))
+        run(
+            lambda rt: GS.cross_pm1(
+                rt,
+                rt.input(1, ring(2), (3,), _mine(rt, 1, np.zeros(3, int))),
+                rt.input(1, ring(8), (3,), _mine(rt, 1, np.zeros(3, int))),
+            )
+        )
     with pytest.raises(ShapeMismatch):
-        run(lambda rt: GS.cross_swap(rt, rt.input(1, BOOL, (3,), _mine(rt, 1, np.zeros(3, int))),
-                                    rt.input(1, ring(8), (3, 3), _mine(rt, 1, np.zeros((3, 3),
-                                                                                       int)))))
+        run(
+            lambda rt: GS.cross_swap(
+                rt,
+                rt.input(1, BOOL, (3,), _mine(rt, 1, np.zeros(3, int))),
+                rt.input(1, ring(8), (3, 3), _mine(rt, 1, np.zeros((3, 3), int))),
+            )
+        )
     with pytest.raises(ValueError, match="party"):
         run(lambda rt: G.pm1_act(rt, None, None, ring(8), (3,), 3))
     with pytest.raises(DomainMismatch):
-        run(lambda rt: GS.bit_to_arith(rt, rt.input(1, ring(8), (3,), _mine(
-            rt, 1, np.zeros(3, int))), field(37)))
+        run(
+            lambda rt: GS.bit_to_arith(
+                rt, rt.input(1, ring(8), (3,), _mine(rt, 1, np.zeros(3, int))), field(37)
+            )
+        )
     # private inputs are checked by their owner (P1 here, so its error is the one raised)
     with pytest.raises(ValueError, match="outside"):
-        run(lambda rt: G.cyclic_shift(rt, _mine(rt, 1, np.array([0, 5])), _mine(
-            rt, 2, np.zeros((2, 5), int)), ring(8), (2,), 5, 1))
+        run(
+            lambda rt: G.cyclic_shift(
+                rt,
+                _mine(rt, 1, np.array([0, 5])),
+                _mine(rt, 2, np.zeros((2, 5), int)),
+                ring(8),
+                (2,),
+                5,
+                1,
+            )
+        )
     with pytest.raises(ValueError, match="outside"):
-        run(lambda rt: G.pm1_act(rt, _mine(rt, 1, np.array([0, 2])), _mine(
-            rt, 2, np.zeros(2, int)), ring(8), (2,), 1))
+        run(
+            lambda rt: G.pm1_act(
+                rt, _mine(rt, 1, np.array([0, 2])), _mine(rt, 2, np.zeros(2, int)), ring(8), (2,), 1
+            )
+        )
     with pytest.raises(ShapeMismatch):
-        run(lambda rt: G.pm1_act(rt, _mine(rt, 1, np.zeros(3, int)), _mine(
-            rt, 2, np.zeros(2, int)), ring(8), (2,), 1))
+        run(
+            lambda rt: G.pm1_act(
+                rt, _mine(rt, 1, np.zeros(3, int)), _mine(rt, 2, np.zeros(2, int)), ring(8), (2,), 1
+            )
+        )
     with pytest.raises(ValueError, match="must pass"):
         run(lambda rt: G.pm1_act(rt, None, _mine(rt, 2, np.zeros(2, int)), ring(8), (2,), 1))

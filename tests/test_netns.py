@@ -49,15 +49,43 @@ def namespaces():
             ip("-n", hub, "link", "add", "br0", "type", "bridge")
             ip("-n", hub, "link", "set", "br0", "up")
             for r, ns in enumerate(parties):
-                ip("-n", hub, "link", "add", f"v{r}", "type", "veth", "peer", "name", "eth0",
-                   "netns", ns)
+                ip(
+                    "-n",
+                    hub,
+                    "link",
+                    "add",
+                    f"v{r}",
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    ns,
+                )
                 ip("-n", hub, "link", "set", f"v{r}", "master", "br0")
                 ip("-n", hub, "link", "set", f"v{r}", "up")
                 ip("-n", ns, "addr", "add", f"10.77.0.{r + 1}/24", "dev", "eth0")
                 ip("-n", ns, "link", "set", "eth0", "up")
                 ip("-n", ns, "link", "set", "lo", "up")
-                ip("netns", "exec", ns, "tc", "qdisc", "add", "dev", "eth0", "root", "tbf",
-                   "rate", f"{RATE_MBIT}mbit", "burst", "32kbit", "latency", "100ms")
+                ip(
+                    "netns",
+                    "exec",
+                    ns,
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    "eth0",
+                    "root",
+                    "tbf",
+                    "rate",
+                    f"{RATE_MBIT}mbit",
+                    "burst",
+                    "32kbit",
+                    "latency",
+                    "100ms",
+                )
         except (subprocess.CalledProcessError, OSError) as e:
             reason = getattr(e, "stderr", None) or str(e)
             pytest.skip(f"network namespaces not permitted here: {reason.strip()}")
@@ -72,15 +100,22 @@ def test_three_namespaces_over_tls_with_limited_bandwidth(namespaces, tmp_path):
     generate(tmp_path / "certs", days=1, hosts={r: [a] for r, a in addrs.items()})
     lines = ["[session]", "id = 4242", "timeout = 30", 'ca = "certs/ca.pem"']
     for r, a in addrs.items():
-        lines += [f"[parties.P{r}]", f'host = "{a}"', f"port = {9400 + r}",
-                  f'cert = "certs/P{r}.pem"', f'key = "certs/P{r}.key"']
+        lines += [
+            f"[parties.P{r}]",
+            f'host = "{a}"',
+            f"port = {9400 + r}",
+            f'cert = "certs/P{r}.pem"',
+            f'key = "certs/P{r}.key"',
+        ]
     cfg = tmp_path / "hosts.toml"
     cfg.write_text("\n".join(lines) + "\n")
     assert load_hosts(cfg).tls is True, "LAN configs default to TLS"
 
     opts = ("--n", str(N), "--rounds", "2", "--marker", "99")
-    commands = {r: ["ip", "netns", "exec", ns, *tinyjob.party_command(cfg, r, *opts)]
-                for r, ns in enumerate(namespaces)}
+    commands = {
+        r: ["ip", "netns", "exec", ns, *tinyjob.party_command(cfg, r, *opts)]
+        for r, ns in enumerate(namespaces)
+    }
     results = launch(commands, timeout=60, check=False)
     assert all(x.returncode == 0 for x in results.values()), {
         r: x.stderr[-500:] for r, x in results.items()

@@ -18,8 +18,10 @@ ELLS = st.sampled_from([1, 2, 8, 16, 20, 32, 63, 64])
 
 
 def _vals(rng, ell, shape):
-    return ring(ell).reduce(rng.integers(0, 2**63, shape, dtype=np.uint64) * np.uint64(2)
-                            + rng.integers(0, 2, shape, dtype=np.uint64))
+    return ring(ell).reduce(
+        rng.integers(0, 2**63, shape, dtype=np.uint64) * np.uint64(2)
+        + rng.integers(0, 2, shape, dtype=np.uint64)
+    )
 
 
 def _in(rt, dom, x, owner=1):
@@ -61,8 +63,13 @@ def test_relu(ell, shape, mode, seed):
 
 
 @settings(max_examples=15, deadline=None)
-@given(ell=st.sampled_from([4, 8, 20, 32, 64]), batch=SHAPES, length=st.integers(1, 13),
-       mode=MODES, seed=st.integers(0, 99))
+@given(
+    ell=st.sampled_from([4, 8, 20, 32, 64]),
+    batch=SHAPES,
+    length=st.integers(1, 13),
+    mode=MODES,
+    seed=st.integers(0, 99),
+)
 def test_max2_and_row_max(ell, batch, length, mode, seed):
     rng = np.random.default_rng(seed)
     r = ring(ell)
@@ -77,6 +84,7 @@ def test_max2_and_row_max(ell, batch, length, mode, seed):
     assert (r.signed(out) == r.signed(x).max(axis=-1)).all()
     assert cost == R.cost_row_max(batch + (length,), ell)
     if length >= 2:
+
         def prog2(rt):
             xs = _in(rt, r, x)
             with rt.scope("proto"):

@@ -162,8 +162,7 @@ def _pair(session=7, timeout=0.5):
     net = InMemoryNetwork()
     rts = {}
     for r in (1, 2):
-        rts[r] = Runtime(r, net.endpoint(r), session=session, timeout=timeout,
-                         source=_NullSource())
+        rts[r] = Runtime(r, net.endpoint(r), session=session, timeout=timeout, source=_NullSource())
     return net, rts
 
 

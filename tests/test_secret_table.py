@@ -24,8 +24,15 @@ def _table(rng, dom, shape):
 
 
 @settings(max_examples=20, deadline=None)
-@given(n=st.sampled_from([2, 5, 8, 16, 37, 64]), batch=BATCH, per_channel=st.booleans(),
-       dom=DOMS, owner=st.sampled_from([1, 2]), mode=MODES, seed=st.integers(0, 99))
+@given(
+    n=st.sampled_from([2, 5, 8, 16, 37, 64]),
+    batch=BATCH,
+    per_channel=st.booleans(),
+    dom=DOMS,
+    owner=st.sampled_from([1, 2]),
+    mode=MODES,
+    seed=st.integers(0, 99),
+)
 def test_private_table_rotation_and_lookup(n, batch, per_channel, dom, owner, mode, seed):
     rng = np.random.default_rng(seed)
     shape = batch + ((3,) if per_channel else ())
@@ -36,8 +43,9 @@ def test_private_table_rotation_and_lookup(n, batch, per_channel, dom, owner, mo
     def prog(rt):
         xs = rt.input(1, sdom, shape, x if rt.rank == 1 else None)
         with rt.scope("rotate"):
-            rot = S.rotate_private_table(rt, table if rt.rank == owner else None, dom, shape, n,
-                                         owner)
+            rot = S.rotate_private_table(
+                rt, table if rt.rank == owner else None, dom, shape, n, owner
+            )
         with rt.scope("lookup"):
             out = S.lookup(rt, rot, xs)
         return [rot.table, rot.r, out]
@@ -50,8 +58,7 @@ def test_private_table_rotation_and_lookup(n, batch, per_channel, dom, owner, mo
 
 
 @settings(max_examples=15, deadline=None)
-@given(n=st.sampled_from([2, 6, 8, 32]), batch=BATCH, dom=DOMS, mode=MODES,
-       seed=st.integers(0, 99))
+@given(n=st.sampled_from([2, 6, 8, 32]), batch=BATCH, dom=DOMS, mode=MODES, seed=st.integers(0, 99))
 def test_shared_table_rotation_and_lookup(n, batch, dom, mode, seed):
     rng = np.random.default_rng(seed)
     table = _table(rng, dom, batch + (n,))
@@ -108,17 +115,24 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="party"):
         run(lambda rt: S.rotate_private_table(rt, None, ring(8), (3,), 4, owner=0))
     with pytest.raises(ShapeMismatch):  # the owner's (P1's) table does not fit (3, 4)
-        run(lambda rt: S.rotate_private_table(rt, np.zeros((2, 4), int) if rt.rank == 1
-                                              else None, ring(8), (3,), 4, owner=1))
+        run(
+            lambda rt: S.rotate_private_table(
+                rt, np.zeros((2, 4), int) if rt.rank == 1 else None, ring(8), (3,), 4, owner=1
+            )
+        )
     with pytest.raises(ShapeMismatch):
-        run(lambda rt: S.rotate_shared_table(rt, rt.input(1, ring(8), (3, 1), np.zeros(
-            (3, 1), int) if rt.rank == 1 else None)))
+        run(
+            lambda rt: S.rotate_shared_table(
+                rt, rt.input(1, ring(8), (3, 1), np.zeros((3, 1), int) if rt.rank == 1 else None)
+            )
+        )
 
     def bad_lookup(rt, dom=None, shape=(4,)):
         dom = dom or ring(3)
         rot = S.rotate_private_table(rt, np.arange(8) if rt.rank == 2 else None, ring(8), (3,), 8)
-        return S.lookup(rt, rot, rt.input(1, dom, shape, np.zeros(shape, int)
-                                          if rt.rank == 1 else None))
+        return S.lookup(
+            rt, rot, rt.input(1, dom, shape, np.zeros(shape, int) if rt.rank == 1 else None)
+        )
 
     with pytest.raises(ShapeMismatch):
         run(bad_lookup)

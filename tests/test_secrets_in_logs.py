@@ -27,11 +27,11 @@ import tinyjob  # noqa: E402
 
 MARKER = 0x5EC12E75
 FORMS = [
-    str(MARKER),                              # 1589784181
-    str(MARKER - 2**32),                      # as a signed 32-bit value
-    f"{MARKER:08x}",                          # 5ec12e75
-    MARKER.to_bytes(4, "little").hex(),       # 752ec15e, the packed wire order
-    str(MARKER >> 8),                         # the marker right-shifted (truncation)
+    str(MARKER),  # 1589784181
+    str(MARKER - 2**32),  # as a signed 32-bit value
+    f"{MARKER:08x}",  # 5ec12e75
+    MARKER.to_bytes(4, "little").hex(),  # 752ec15e, the packed wire order
+    str(MARKER >> 8),  # the marker right-shifted (truncation)
 ]
 FORMS_RE = re.compile("|".join(re.escape(f) for f in FORMS), re.IGNORECASE)
 
@@ -44,8 +44,11 @@ def assert_clean(text: str, where: str) -> None:
 
 
 def outputs(results) -> dict[str, str]:
-    return {f"P{r} {name}": getattr(res, name) for r, res in results.items()
-            for name in ("stdout", "stderr")}
+    return {
+        f"P{r} {name}": getattr(res, name)
+        for r, res in results.items()
+        for name in ("stdout", "stderr")
+    }
 
 
 def test_cli_runs_print_and_report_no_secret(tmp_path):
@@ -56,17 +59,26 @@ def test_cli_runs_print_and_report_no_secret(tmp_path):
         cfgs[name] = tmp_path / f"{name}.toml"
         cfgs[name].write_text(h.to_toml())
     mat = tmp_path / "material"
-    deal_cmd = [sys.executable, tinyjob.SCRIPT, "deal", "--job", "tiny", "--out", str(mat),
-                "--json", *common]
+    deal_cmd = [
+        sys.executable,
+        tinyjob.SCRIPT,
+        "deal",
+        "--job",
+        "tiny",
+        "--out",
+        str(mat),
+        "--json",
+        *common,
+    ]
     with ThreadPoolExecutor(3) as pool:
         live = pool.submit(tinyjob.launch_tiny, cfgs["live"], *common, timeout=60)
-        fail = pool.submit(tinyjob.launch_tiny, cfgs["fail"], *common, "--fail", "spec",
-                           timeout=60)
+        fail = pool.submit(tinyjob.launch_tiny, cfgs["fail"], *common, "--fail", "spec", timeout=60)
         dealt = subprocess.run(deal_cmd, capture_output=True, text=True, timeout=60)
         live, fail = live.result(), fail.result()
     assert dealt.returncode == 0, dealt.stderr
-    two = tinyjob.launch_tiny(cfgs["dealt"], *common, "--material", str(mat), ranks=(1, 2),
-                              timeout=60)
+    two = tinyjob.launch_tiny(
+        cfgs["dealt"], *common, "--material", str(mat), ranks=(1, 2), timeout=60
+    )
     assert all(r.returncode == 0 for r in live.values()), outputs(live)
     assert all(r.returncode == 0 for r in two.values()), outputs(two)
     assert fail[1].returncode != 0 and "SpecMismatch" in fail[1].stderr, outputs(fail)
@@ -92,8 +104,10 @@ def test_errors_and_reprs_show_no_secret():
     def program(rt):
         x = rt.input(1, r, (4,), secret if rt.rank == 1 else None)
         seen.extend([repr(x), str(x), repr(rt), repr(rt.prg(0 if rt.rank else 1))])
-        for bad in (lambda: rt.input(1, r, (5,), secret),  # wrong declared shape
-                    lambda: x + rt.input(1, ring(16), (4,), secret[:4])):  # ring mismatch
+        for bad in (
+            lambda: rt.input(1, r, (5,), secret),  # wrong declared shape
+            lambda: x + rt.input(1, ring(16), (4,), secret[:4]),
+        ):  # ring mismatch
             if rt.rank == 1:
                 with pytest.raises(Exception) as info:  # noqa: PT011 - any error, no leak
                     bad()

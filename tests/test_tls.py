@@ -39,8 +39,14 @@ def factory(ca: str, cert: str, key: str):
 
 
 def build(rank, hosts: HostConfig, peers, fac, timeout=5.0):
-    return TcpTransport(rank, hosts.addresses, hosts.session, peers=peers,
-                        connect_timeout=timeout, ssl_context_factory=fac)
+    return TcpTransport(
+        rank,
+        hosts.addresses,
+        hosts.session,
+        peers=peers,
+        connect_timeout=timeout,
+        ssl_context_factory=fac,
+    )
 
 
 def in_thread(fn):
@@ -70,9 +76,23 @@ def test_certs_command_writes_role_certificates(tmp_path):
     cfg.write_text(lan.to_toml())
     out = tmp_path / "c"
     p = subprocess.run(
-        [sys.executable, "-m", "net.cli", "certs", "--out", str(out), "--days", "3",
-         "--config", str(cfg), "--host", "P1=10.9.0.2,p1.lan"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "net.cli",
+            "certs",
+            "--out",
+            str(out),
+            "--days",
+            "3",
+            "--config",
+            str(cfg),
+            "--host",
+            "P1=10.9.0.2,p1.lan",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert p.returncode == 0, p.stderr
     assert not (out / "ca.key").exists(), "the CA key is discarded by default"
@@ -82,9 +102,7 @@ def test_certs_command_writes_role_certificates(tmp_path):
         assert certificate_role(cert) == r
         assert cert.subject.rfc4514_string().startswith("CN=qbert-mpc-P" + str(r))
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        assert f"urn:qbert-mpc:role:P{r}" in san.get_values_for_type(
-            x509.UniformResourceIdentifier
-        )
+        assert f"urn:qbert-mpc:role:P{r}" in san.get_values_for_type(x509.UniformResourceIdentifier)
         names = {str(v) for v in san.get_values_for_type(x509.IPAddress)}
         names |= set(san.get_values_for_type(x509.DNSName))
         want = {0: {"10.9.0.1"}, 1: {"10.9.0.2", "p1.lan"}, 2: {"pc2.lan"}}[r]
@@ -94,8 +112,12 @@ def test_certs_command_writes_role_certificates(tmp_path):
     hosts = load_hosts(out / "hosts.toml")
     assert hosts.tls and hosts.ca == str(out / "ca.pem")
     assert hosts.cert_and_key(1) == (str(out / "P1.pem"), str(out / "P1.key"))
-    again = subprocess.run([sys.executable, "-m", "net.cli", "certs", "--out", str(out)],
-                           capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [sys.executable, "-m", "net.cli", "certs", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 2 and "already holds" in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1
 
@@ -160,8 +182,9 @@ def test_contexts_are_tls13_mutual_and_trust_only_the_ca(certdirs):
 def test_three_parties_over_tls_exchange_frames(certdirs):
     good, _ = certdirs
     hosts = tls_config(local_hosts(timeout=5), good)
-    threads = [in_thread(lambda r=r: build(r, hosts, None, context_factory(hosts, r)))
-               for r in range(3)]
+    threads = [
+        in_thread(lambda r=r: build(r, hosts, None, context_factory(hosts, r))) for r in range(3)
+    ]
     for t, _ in threads:
         t.join(20)
     ts = {r: out["value"] for r, (_, out) in enumerate(threads)}
@@ -169,8 +192,9 @@ def test_three_parties_over_tls_exchange_frames(certdirs):
         for t in ts.values():
             assert {type(link.conn).__name__ for link in t._links.values()} == {"_TlsConn"}
         payload = b"over tls" * 1000
-        ts[2].send(1, Header(KIND_ONLINE, 2, 1, hosts.session, 0, 0, 0, len(payload)).pack()
-                   + payload)
+        ts[2].send(
+            1, Header(KIND_ONLINE, 2, 1, hosts.session, 0, 0, 0, len(payload)).pack() + payload
+        )
         assert ts[1].recv(2, timeout=5)[HEADER_SIZE:] == payload
     finally:
         for t in ts.values():
@@ -286,9 +310,15 @@ def test_certificate_role_needs_one_consistent_role():
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
         now = datetime.datetime.now(datetime.UTC)
-        b = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-             .public_key(key.public_key()).serial_number(1).not_valid_before(now)
-             .not_valid_after(now + datetime.timedelta(days=1)))
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
         if uris:
             san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris])
             b = b.add_extension(san, critical=False)

@@ -73,8 +73,9 @@ def _summary(res: dict) -> list[str]:
     return [f"tiny: {res.get('rounds')} rounds, matches: {res.get('matches_plaintext')}"]
 
 
-TINY = Job("tiny", "test job: open masked sums, reveal x + w to P1", _options, _program, _id,
-           _summary)
+TINY = Job(
+    "tiny", "test job: open masked sums, reveal x + w to P1", _options, _program, _id, _summary
+)
 JOBS.setdefault(TINY.name, TINY)
 
 SCRIPT = os.path.abspath(__file__)
@@ -82,18 +83,36 @@ SCRIPT = os.path.abspath(__file__)
 
 def party_command(config, rank: int, *extra: str) -> list[str]:
     """argv of one ``party`` process of the tiny job (``extra``: more CLI options)."""
-    return [sys.executable, SCRIPT, "party", "--config", str(config), "--role", f"P{rank}",
-            "--json", "--job", "tiny", *extra]
+    return [
+        sys.executable,
+        SCRIPT,
+        "party",
+        "--config",
+        str(config),
+        "--role",
+        f"P{rank}",
+        "--json",
+        "--job",
+        "tiny",
+        *extra,
+    ]
 
 
-def launch_tiny(config, *extra: str, ranks=(0, 1, 2), timeout: float = 60.0, check=False,
-                per_rank: dict | None = None):
+def launch_tiny(
+    config,
+    *extra: str,
+    ranks=(0, 1, 2),
+    timeout: float = 60.0,
+    check=False,
+    per_rank: dict | None = None,
+):
     """Run the tiny job's parties as processes (``net.launcher``); rank -> PartyResult."""
     from net.launcher import launch
 
     per_rank = per_rank or {}
     commands = {r: party_command(config, r, *extra, *per_rank.get(r, ())) for r in ranks}
     return launch(commands, timeout=timeout, check=check)
+
 
 if __name__ == "__main__":
     from net.cli import main
