@@ -8,6 +8,7 @@ bytes add the 36-byte frame headers.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ class Accounting:
         self._own: dict[str, Stats] = defaultdict(Stats)  # exclusive bytes per path
         self._incl: dict[str, Stats] = defaultdict(Stats)  # inclusive rounds/seconds
         self._spans: dict[str, list[tuple[int, int]]] = defaultdict(list)  # clock per call
+        self._durations: dict[str, list[float]] = defaultdict(list)  # seconds per call
         self._t0 = time.perf_counter()
 
     @property
@@ -70,7 +72,9 @@ class Accounting:
             c1 = self._clock()
             st.rounds += c1 - c0
             self._spans[path].append((c0, c1))
-            st.seconds += time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            st.seconds += dt
+            self._durations[path].append(dt)
             st.calls += 1
             self._stack.pop()
 
@@ -96,6 +100,7 @@ class Accounting:
             "total": asdict(self.measure("")),
             "scopes": {p: asdict(self.measure(p)) for p in paths},
             "spans": {p: list(map(list, self._spans[p])) for p in paths},
+            "durations": {p: self._durations[p] for p in paths},
         }
 
 
@@ -118,6 +123,12 @@ def merge_reports(reports: dict[int, dict]) -> dict:
             return max(p1["scopes"][path]["rounds"], p2["scopes"][path]["rounds"])
         return sum(max(a[1], b[1]) - max(a[0], b[0]) for a, b in zip(s1, s2, strict=False))
 
+    def _median_call(path):
+        d1 = p1.get("durations", {}).get(path, [])
+        d2 = p2.get("durations", {}).get(path, [])
+        per_call = [max(a, b) for a, b in zip(d1, d2, strict=False)]
+        return statistics.median(per_call) if per_call else None
+
     def view(path):
         a = p1["total"] if path == "" else p1["scopes"].get(path, asdict(Stats()))
         b = p2["total"] if path == "" else p2["scopes"].get(path, asdict(Stats()))
@@ -128,6 +139,7 @@ def merge_reports(reports: dict[int, dict]) -> dict:
             "wire_bytes": [a["wire_sent"], b["wire_sent"], d.get("wire_sent", 0)],
             "rounds": rounds(path),
             "seconds": max(a["seconds"], b["seconds"]),
+            "median_seconds": _median_call(path),
             "calls": a["calls"],
         }
 

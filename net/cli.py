@@ -143,7 +143,11 @@ def _job_argv(args, job) -> list[str]:
     return argv
 
 
-def _cmd_run(args, job) -> dict:
+def run_job(args, job, entry: str = "net.cli") -> dict:
+    """Run ``job`` as 2 or 3 local processes (``args``: mode, timeout, tls, job options).
+
+    Children run ``python -m <entry> party ...``; an entry module other than the CLI lets
+    benchmarks and tests run jobs they register themselves (the entry calls ``main``)."""
     from net.accounting import merge_reports
     from net.hosts import local_hosts
     from net.launcher import launch
@@ -162,7 +166,7 @@ def _cmd_run(args, job) -> dict:
             offline = deal(job, args, Path(tmp) / "material", 1, progress=False)
             ranks = (1, 2)
             extra = ["--material", str(Path(tmp) / "material")]
-        base = [sys.executable, "-m", "net.cli", "party", "--config", str(cfg), "--json"]
+        base = [sys.executable, "-m", entry, "party", "--config", str(cfg), "--json"]
         commands = {r: base + ["--role", f"P{r}"] + _job_argv(args, job) + extra for r in ranks}
         t0 = time.perf_counter()
         # The parties share this machine's cores: one BLAS thread each avoids oversubscription.
@@ -220,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     job = JOBS[args.job]
     try:
         if args.command == "run":
-            out = _cmd_run(args, job)
+            out = run_job(args, job)
             if args.report:
                 Path(args.report).write_text(json.dumps(out, indent=1))
             if args.json:

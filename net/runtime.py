@@ -179,6 +179,17 @@ class Runtime:
         self.send(items)
         return self.recv([(d, a.shape) for d, a in items])
 
+    def barrier(self) -> None:
+        """P1 and P2 wait for each other (1 round, no payload); afterwards both round
+        clocks equal max(clock1, clock2) + 1, so the next scope's rounds are measured in
+        isolation. A no-op on P0."""
+        if self.is_dealer:
+            return
+        mine, spec = self.clock, spec_digest([])
+        self._send_frame(self.peer, KIND_ONLINE, b"", spec)
+        h, _ = self._recv_frame(self.peer, KIND_ONLINE, spec)
+        self.clock = max(mine, h.clock) + 1
+
     # -- correlations ----------------------------------------------------------------------
     def deal(self, party: int, dom: Domain, values: np.ndarray) -> None:
         """P0: send a correction array to ``party`` (live, or into dealt material)."""

@@ -12,8 +12,9 @@ Formats: ``Fixed(frac, bits)`` is a signed ``bits``-bit integer in units of 2^-f
 * reciprocal of s >= 0 (Z_2^B, h = floor(s / 2^c), B - c index bits): plain table
   round(K / s_mid) at the bucket midpoint s_mid = (h + 1/2) 2^c, relative error
   <= 1/(2h + 1); or the tangent (Taylor) pair (alpha', beta) with
-  q = alpha'[h] - beta[h] s = K (2 s_mid - s) / s_mid^2 up to rounding, relative error
-  <= (1/(2h))^2 and never above K/s (used by ``protocols.softmax``).
+  q = alpha'[h] - beta[h] s = K (2 s_mid - s) / s_mid^2 up to rounding: relative error
+  <= (1/(2h))^2 plus the rounding of beta times s - h 2^c < 2^c, and q <= K/s always
+  (alpha rounded down, beta up), used by ``protocols.softmax``.
 * rsqrt of v >= 0: round(2K / (sqrt(h 2^c) + sqrt((h+1) 2^c))), relative error
   <= 1/(4h) over the bucket [h 2^c, (h+1) 2^c); bucket 0 saturates at K / sqrt(2^(c-2)).
 * GELU: ``gelu_requant`` = exact requant of an accumulator with the GELU table of
@@ -142,13 +143,14 @@ def reciprocal_table(hb: int, c: int, K: float, top: int) -> np.ndarray:
 def reciprocal_taylor_tables(hb: int, c: int, K: float, k: int, h_min: int = 0):
     """(alpha', beta) over Z_2^k for q = alpha'[h] - beta[h] s ~ K / s, the tangent of K/s
     at the bucket midpoint (exact integer identity alpha' = alpha + beta h 2^c, so beta's
-    rounding multiplies only s - h 2^c < 2^c). Buckets below ``h_min`` (unreachable) use
-    h_min's line. Entries are canonical uint64 of Z_2^k."""
+    rounding multiplies only s - h 2^c < 2^c). alpha is rounded down and beta up, so
+    q <= tangent <= K / s for every s in the bucket (one-sided: no overshoot). Buckets
+    below ``h_min`` (unreachable) use h_min's line. Entries are canonical uint64 of Z_2^k."""
     h = np.maximum(np.arange(1 << hb, dtype=np.int64), h_min)
     lo = h.astype(np.float64) * 2.0**c
     mid = lo + 2.0 ** (c - 1)
-    beta = np.rint(K / mid**2).astype(np.int64)
-    alpha = np.rint(K * (2 * mid - lo) / mid**2).astype(np.int64)
+    beta = np.ceil(K / mid**2).astype(np.int64)  # rounded up / down: q <= K / s always
+    alpha = np.floor(K * (2 * mid - lo) / mid**2).astype(np.int64)
     if int(alpha.max()) >= 1 << 62 or int(beta.max()) >= 1 << 62:
         raise ValueError("reciprocal tables overflow int64: lower K or raise h_min")
     mask = U64((1 << k) - 1) if k < 64 else U64(2**64 - 1)

@@ -80,9 +80,12 @@ def plan(L_: int, fmt: SoftmaxFormat) -> _Plan:
         raise ValueError("out_one must be in 1..2047 and out_bits in 1..64")
     lg = (L_ - 1).bit_length()
     hb = fmt.out_one.bit_length()
-    c = max(2 * fe + lg - 9, 1)
-    W, Ws = c + hb, fe + lg
-    if not 2 <= fe or W > 64 or Ws >= W or lg > 10:
+    if not 2 <= fe <= 24 or lg > 10:
+        raise ValueError(f"exp_frac={fe} must be in 2..24 and rows at most 1024 long")
+    Ws = fe + lg
+    c = max(2 * fe + lg - 9, Ws + 1 - hb, 1)  # y's error from beta <= 1/8 LSB; W > Ws
+    W = c + hb
+    if W > 64:
         raise ValueError(f"exp_frac={fe} with rows of {L_} needs rings beyond 64 bits")
     hs = min(11, Ws - 1)
     cs = Ws - hs

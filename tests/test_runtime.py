@@ -236,3 +236,20 @@ def test_fixedpoint_round_trip(k, f, seed):
     assert np.all(np.abs(y - x) <= 2.0 ** (-f - 1) + 1e-9)
     with pytest.raises(OverflowError):
         encode([2.0 ** (k - f)], f, r)
+
+
+def test_barrier_equalises_clocks():
+    R = ring(8)
+
+    def prog(rt):
+        if rt.is_dealer:
+            return None
+        if rt.rank == 1:  # P1 -> P2 one way: P2's clock runs ahead
+            rt.send([(R, np.zeros(1, np.uint64))])
+        else:
+            rt.recv([(R, (1,))])
+        rt.barrier()
+        return rt.clock
+
+    run = run_local(prog)
+    assert run.results[1] == run.results[2] == 2
