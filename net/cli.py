@@ -12,6 +12,7 @@ Errors are one line on stderr and a non-zero exit; ``--debug`` shows the traceba
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -171,6 +172,10 @@ def run_job(args, job, entry: str = "net.cli") -> dict:
         t0 = time.perf_counter()
         # The parties share this machine's cores: one BLAS thread each avoids oversubscription.
         env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        top = importlib.util.find_spec(entry.split(".")[0])
+        if top and top.submodule_search_locations:  # e.g. benchmarks/, not installed
+            root = str(Path(list(top.submodule_search_locations)[0]).parent)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         results = launch(commands, timeout=args.timeout * 4, env=env)
         wall = time.perf_counter() - t0
     outs = {r: json.loads(res.stdout.strip().splitlines()[-1]) for r, res in results.items()}
