@@ -9,26 +9,33 @@ fe = exp_frac, L the row length, lg = ceil(log2 L), b = in_bits:
    difference (in Z_2^(b+1)): ceil(log2 L) levels of 1 round. (The G-module ReLU of
    ``protocols.relu`` needs 5 rounds per level: 35 instead of 7 rounds for L = 128.)
 2. e_i = EXP[x_i - m]: one LUT on the non-positive difference, indexed mod 2^b (b bits
-   suffice as -(2^b - 1) <= x_i - m <= 0), e_i = min(round(2^fe exp(.)), 2^fe - 1), output
-   over Z_2^W with W = c + hb below. 1 round.
-3. S = sum_i e_i (local; S < 2^(fe + lg)). Exact requant of S (index h = top 11 bits of
-   S in Z_2^(fe + lg), one-digit carry: 2 rounds, rows only) into the tangent pair
-   (alpha', beta) of K/S (``activations.reciprocal_taylor_tables``), K = out_one 2^c.
-4. y_i = e_i (alpha' - beta S) by one trilinear Beaver round (``scale_rows``): y is
-   p_i out_one 2^c up to the tangent error (<= (2^(lg - 12))^2 relative, never above K/S).
-5. exact requant of y + 2^(c-1) by 2^c, hb = bitlen(out_one) index bits, table
-   min(j, 2^out_bits - 1): c = 2 fe + lg - 9 > 12, multi-digit carry, 3 rounds.
+   suffice as -(2^b - 1) <= x_i - m <= 0), e_i = min(round(2^fe exp(.)), 2^fe - 1), one
+   table over Z_2^W (W = c + hb below; it serves both the sum and the product, so no
+   narrow copy is dealt). 1 round.
+3. S = sum_i e_i (local; 2^fe - 1 <= S < 2^(fe + lg)). Exact requant of S (index h = top
+   11 bits of S in Z_2^(fe + lg), one-digit carry: 2 rounds, rows only) into the tangent
+   pair (alpha', beta) of K/S at the bucket midpoint, K = out_one 2^c
+   (``activations.reciprocal_taylor_tables``): q = alpha' - beta S <= K/S always.
+4. y_i = e_i (alpha' - beta S) by one trilinear Beaver round (``scale_rows``), so
+   y_i ~ p_i out_one 2^c; the tangent error is <= (2^(lg - 12))^2 relative.
+5. exact requant of y + 2^(c-1) by 2^c (c = 2 fe + lg - 9: beta rounded up costs
+   < 1/4 LSB), hb = bitlen(out_one) index bits, table min(j, 2^out_bits - 1). As
+   q <= K/S, e_i <= S and the rounding errors stay < 1/4 LSB, y + 2^(c-1) lies in
+   (0, (out_one + 1/2) 2^c]: the index stays in [0, out_one] and never wraps.
+   Multi-digit carry (c > 12), 3 rounds.
 
-Rounds: ceil(log2 L) + 7 (14 for L = 128). Bits per element: online (b + 1) per tree
-comparison (~1 per element) + b + W + (W + 2 hb + 1 + 2 digits); offline (to P2) per
-element ~2^(b+1)(b+1) (tree) + 2^b W (EXP) + 4W (triple) + 2^(hb+1) out_bits + carry
-tables. For [12, 128, 128] with the defaults (W = 34): ~2.4 KB per element offline.
+Rounds: ceil(log2 L) + 7 (14 for L = 128). For [12, 128, 128] with the defaults (W = 32):
+online 2.23 MB per party; offline (P0 to P2) 487 MB = 2.5 KB per element: tree 572 B,
+EXP 1024 B, reciprocal tables 257 B (rows only, 12-bit U tables), triple 16 B, final
+requant 608 B. (A one-hot EXP LUT would cut EXP to ~100 B for one more round.)
 
-Precision (defaults, L = 128; max |p - softmax| in units of 1/255, 4000 rows each):
-scores N(0, 2^2): 0.9; N(0, 2): 0.7; one peaked score + N(0, 1): 1.0; U(-16, 16): 0.7
-(vs the float softmax of the dequantized scores x 2^-3; vs the unquantized scores the
-input grid of 1/8 dominates: 4-10). The tangent step keeps peaked rows (S near 2^fe)
-exact to ~2^-10; without it an 11-bit reciprocal index gives up to 8 LSB error.
+Precision (defaults, L = 128, 4000 rows each; max |p - softmax| in units of 1/255 vs the
+float softmax of the dequantized scores x 2^-3): scores N(0, 2^2) 0.72, N(0, 2) 0.69,
+one peaked score + N(0, 1) 0.98, U(-16, 16) 0.69, one-hot 0, rows whose other 127 scores
+are equal 1.58 (coherent rounding of e in S; 0.95 with exp_frac = 14, W = 34, which
+doubles the table words P1/P2 materialize). L = 384..512: realistic rows <= 1.6,
+adversarial <= 3.7. Against the unquantized scores the 1/8 input grid dominates (5-9).
+Without the tangent step an 11-bit reciprocal index gives up to 8 LSB on peaked rows.
 """
 
 from __future__ import annotations
@@ -51,7 +58,7 @@ U64 = np.uint64
 class SoftmaxFormat:
     in_bits: int = 8  # scores: signed in_bits-bit integers ...
     in_frac: int = 3  # ... in units of 2^-in_frac (int8, [-16, 16) by default)
-    exp_frac: int = 14  # e = round(2^exp_frac exp(x - max)), clamped to 2^exp_frac - 1
+    exp_frac: int = 13  # e = round(2^exp_frac exp(x - max)), clamped to 2^exp_frac - 1
     out_one: int = 255  # the output integer for probability 1.0
     out_bits: int = 8  # output ring; values clamped to 2^out_bits - 1
 
@@ -83,7 +90,7 @@ def plan(L_: int, fmt: SoftmaxFormat) -> _Plan:
     if not 2 <= fe <= 24 or lg > 10:
         raise ValueError(f"exp_frac={fe} must be in 2..24 and rows at most 1024 long")
     Ws = fe + lg
-    c = max(2 * fe + lg - 9, Ws + 1 - hb, 1)  # y's error from beta <= 1/8 LSB; W > Ws
+    c = max(2 * fe + lg - 9, Ws + 1 - hb, 1)  # beta rounding < 1/4 LSB of y; W > Ws
     W = c + hb
     if W > 64:
         raise ValueError(f"exp_frac={fe} with rows of {L_} needs rings beyond 64 bits")
