@@ -42,23 +42,28 @@ widths sum to at most ``S``. Rectangles are arranged as a staircase: one operand
 "column" operand, normally the larger one, so it is split into few limbs) is cut into column
 ranges, and within each column the other operand is cut greedily from the bottom, each piece
 as tall as the bound allows. A small dynamic programme over the column cuts minimises a cost
-model (GEMM multiply-adds per rectangle, limb extraction, combination, per-call overhead);
-on the tested (k, S) grid it reaches the optimum over all guillotine covers. Examples:
+model (GEMM multiply-adds per rectangle, limb extraction, combination, per-call overhead).
+On a grid of (k, S) checked offline the staircase used as few rectangles as the best
+guillotine cover in all but one corner case. Examples:
 
 * ``k <= 22`` and n = 768: a single GEMM of centred values.
-* ``(128 x 768) @ (768 x 768)`` mod 2^32 (S = 45): two GEMMs, ``A[0:10] @ B[0:32]`` and
-  ``A[0:22] @ B[10:32]`` (a uint64 limb plan would need three or four).
+* ``(128 x 768) @ (768 x 768)`` mod 2^32 (S = 45): two GEMMs, ``A[0:32] @ B[0:10]`` and
+  ``A[0:22] @ B[10:32]`` (uniform signed limbs would need three, unsigned ones four).
 * mod 2^64 with n = 768: six GEMMs; with n = 64: five.
 
 Rectangles sharing a column limb are fused into one GEMM, ``[A_1; A_2; ...] @ B_col`` (rows
-stacked) or ``A_col @ [B_1 | B_2 | ...]`` (columns concatenated). Each float64 product is
-converted to int64 exactly, shifted and added with uint64 wrap-around, then masked.
+stacked) or ``A_col @ [B_1 | B_2 | ...]`` (columns concatenated). The "other" operand's limbs
+are extracted once; the column limb, its GEMM and the combination run group by group, so the
+big temporaries hold one limb of the large operand and one group of products at a time. Each
+float64 product is converted to int64 exactly, shifted and added with uint64 wrap-around,
+then masked.
 
 Inner-dimension chunks: ``S`` grows by one bit each time the inner dimension halves, so the
 planner also considers splitting ``n`` into ``c`` chunks (handled as an extra batch axis;
 the chunk products are summed mod 2^k). It must do so when ``n`` is so large that even 1-bit
 limbs would overflow (``S < 2``, i.e. ``n > 2^53``); otherwise it does so only when the cost
-model says the saved rectangles pay for the extra combination work.
+model says the saved rectangles pay for the extra combination work (e.g. mod 2^24 with
+n = 768: eight chunks of 96 make it a single GEMM instead of two).
 
 Tiny products use numpy's uint64 matmul (exact mod 2^64) when the model says it is cheaper.
 Inputs need not be canonical: limbs are extracted mod 2^k, so the result is always
