@@ -1,6 +1,8 @@
 """Protocol micro-benchmarks at BERT-base sizes over the real runtime: P1 and P2 as two
-processes talking TCP on localhost, on material dealt beforehand (so the times are the
-online phase), one BLAS thread per party.
+processes talking TCP on localhost, on material dealt beforehand (online_s: the online
+phase; deal_s: the helper writing the material), then again as three processes with P0
+streaming its material live (live_s: P0 competes for the same 2 cores). One BLAS thread
+per party.
 
 For each workload: online wall time (median over repeats of the protocol scope), online
 bytes sent per party, offline bytes per party, rounds, and whether the measured cost
@@ -184,44 +186,69 @@ WORKLOADS = {
     w.name: w
     for w in [
         Workload(
-            "linear", "shared X · private W (mask reused), Z_2^24",
+            "linear",
+            "shared X · private W (mask reused), Z_2^24",
             lambda q: (32, 256, 256) if q else (128, 768, 768),
-            _linear_run, _linear_cost, _linear_setup,
+            _linear_run,
+            _linear_cost,
+            _linear_setup,
         ),
         Workload(
-            "bmm", "shared × shared batched matmul over heads, Z_2^24",
+            "bmm",
+            "shared × shared batched matmul over heads, Z_2^24",
             lambda q: (4, 32, 64) if q else (12, 128, 64),
-            _bmm_run, _bmm_cost, _bmm_setup,
+            _bmm_run,
+            _bmm_cost,
+            _bmm_setup,
         ),
         Workload(
-            "lut8", "one-input LUT, 8-bit index, 8-bit output",
+            "lut8",
+            "one-input LUT, 8-bit index, 8-bit output",
             lambda q: (1 << 16,) if q else (1 << 20,),
-            _lut_run, _lut_cost, lambda rt, s, g: _rand_input(rt, 8, s), 1,
+            _lut_run,
+            _lut_cost,
+            lambda rt, s, g: _rand_input(rt, 8, s),
+            1,
         ),
         Workload(
-            "drelu", "G-module DReLU, Z_2^32",
+            "drelu",
+            "G-module DReLU, Z_2^32",
             lambda q: (1 << 14,) if q else (1 << 20,),
-            _cmp_run("drelu"), _cmp_cost("drelu"), lambda rt, s, g: _rand_input(rt, 32, s),
+            _cmp_run("drelu"),
+            _cmp_cost("drelu"),
+            lambda rt, s, g: _rand_input(rt, 32, s),
         ),
         Workload(
-            "relu", "G-module ReLU, Z_2^32",
+            "relu",
+            "G-module ReLU, Z_2^32",
             lambda q: (1 << 14,) if q else (1 << 20,),
-            _cmp_run("relu"), _cmp_cost("relu"), lambda rt, s, g: _rand_input(rt, 32, s),
+            _cmp_run("relu"),
+            _cmp_cost("relu"),
+            lambda rt, s, g: _rand_input(rt, 32, s),
         ),
         Workload(
-            "softmax", "softmax over the last axis of int8 scores",
+            "softmax",
+            "softmax over the last axis of int8 scores",
             lambda q: (2, 32, 32) if q else (12, 128, 128),
-            _softmax_run, _softmax_cost, _softmax_setup,
+            _softmax_run,
+            _softmax_cost,
+            _softmax_setup,
         ),
         Workload(
-            "gelu", f"GELU fused in the exact requant of a {GELU_ACC_BITS}-bit accumulator",
+            "gelu",
+            f"GELU fused in the exact requant of a {GELU_ACC_BITS}-bit accumulator",
             lambda q: (32, 256) if q else (128, 3072),
-            _gelu_run, _gelu_cost, _gelu_setup,
+            _gelu_run,
+            _gelu_cost,
+            _gelu_setup,
         ),
         Workload(
-            "layernorm", "LayerNorm with private gamma/beta",
+            "layernorm",
+            "LayerNorm with private gamma/beta",
             lambda q: (16, 128) if q else (128, 768),
-            _ln_run, _ln_cost, _ln_setup,
+            _ln_run,
+            _ln_cost,
+            _ln_setup,
         ),
     ]
 }
@@ -262,19 +289,31 @@ def _program_id(args) -> str:
 
 
 BENCH_JOB = Job(
-    "bench-protocol", "one protocol micro-benchmark (see benchmarks/bench_protocols.py)",
-    _options, _program, _program_id, lambda r: [str(r)],
+    "bench-protocol",
+    "one protocol micro-benchmark (see benchmarks/bench_protocols.py)",
+    _options,
+    _program,
+    _program_id,
+    lambda r: [str(r)],
 )
 JOBS.setdefault(BENCH_JOB.name, BENCH_JOB)
 
 
-def measure(name: str, quick: bool, repeats: int, timeout: float = 600.0) -> dict:
+def measure(
+    name: str, quick: bool, repeats: int, timeout: float = 600.0, live: bool = False
+) -> dict:
+    """One workload on dealt material (P1, P2 processes); with ``live`` also once more with
+    the helper P0 as a third process streaming its material (column live_s)."""
     from net.cli import run_job
 
     w = WORKLOADS[name]
     args = argparse.Namespace(
-        mode="2party", timeout=timeout, tls=False,
-        workload=name, quick_size=int(quick), repeats=repeats,
+        mode="2party",
+        timeout=timeout,
+        tls=False,
+        workload=name,
+        quick_size=int(quick),
+        repeats=repeats,
     )
     out = run_job(args, BENCH_JOB, entry="benchmarks.bench_protocols")
     s = out["merged"]["scopes"]["proto"]
@@ -295,6 +334,11 @@ def measure(name: str, quick: bool, repeats: int, timeout: float = 600.0) -> dic
         "declared==measured": same,
         "Melem_per_s": round(n / med / 1e6, 2),
     }
+    row["deal_s"] = round(out["offline"]["seconds"], 3)
+    if live:
+        args.mode = "3party"
+        out3 = run_job(args, BENCH_JOB, entry="benchmarks.bench_protocols")
+        row["live_s"] = round(out3["merged"]["scopes"]["proto"]["median_seconds"], 4)
     if "float64_gemm_seconds" in out["result"]:
         g = out["result"]["float64_gemm_seconds"]
         row["vs_float64_gemm"] = round(med / g, 2)
@@ -309,13 +353,16 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="*", choices=sorted(WORKLOADS), help="workloads to run")
     ap.add_argument("--repeats", type=int, default=3, help="measured calls per workload")
     ap.add_argument("--out", default="benchmarks/results", help="output folder")
+    ap.add_argument(
+        "--no-live", action="store_true", help="skip the 3-process run with P0 streaming live"
+    )
     a = ap.parse_args(argv)
     from benchmarks._report import write_results
 
     rows = []
     for name in a.only or list(WORKLOADS):
         print(f"[bench_protocols] {name} ...", file=sys.stderr, flush=True)
-        rows.append(measure(name, a.quick, 1 if a.quick else a.repeats))
+        rows.append(measure(name, a.quick, 1 if a.quick else a.repeats, live=not a.no_live))
     cols = list(dict.fromkeys(k for r in rows for k in r))
     print(write_results("bench_protocols", rows, a.out, cols))
     return 0
