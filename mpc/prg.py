@@ -4,6 +4,13 @@ Two parties holding the same seed and the same ``label`` draw identical streams,
 how the helper P0 hands out every correlation share that does not need a correction.
 Elements of Z_2^k are drawn from the narrowest unsigned word that holds k bits, so a
 table of 8-bit masks costs one keystream byte per element.
+
+The stream is AES-CTR with an all-zero initial counter block: keystream block i (bytes
+16i..16i+15) is AES_k(i as a 128-bit big-endian integer). So any part of it can be computed
+without the rest: ``skip`` moves the stream on without encrypting, ``stream_at`` /
+``peek`` read bytes or words at an absolute offset (``peek`` encrypts only the counter
+blocks that hold the requested words, in one AES-ECB call per 2^20 words), and
+``words_at`` is ``words`` followed by an index, without computing the unused words.
 """
 
 from __future__ import annotations
@@ -26,11 +33,39 @@ def derive_seed(seed: bytes, label: str) -> bytes:
     return hashlib.blake2b(label.encode(), key=seed, digest_size=SEED_BYTES).digest()
 
 
+BLOCK = 16  # AES block: one counter value
+_ECB_BLOCKS = 1 << 20  # counter blocks encrypted per ECB call by ``peek`` (16 MiB)
+
+
 def _word_dtype(k: int):
     for bits, dt in ((8, np.uint8), (16, np.uint16), (32, np.uint32)):
         if k <= bits:
             return dt
     return np.uint64
+
+
+def draw_dtype(dom) -> np.dtype:
+    """Word type ``dom.random`` draws from the stream: uint64 for a prime field (has
+    ``p``), else the narrowest word holding the ring's k bits."""
+    return np.dtype(np.uint64 if hasattr(dom, "p") else _word_dtype(dom.k))
+
+
+def from_words(dom, w: np.ndarray) -> np.ndarray:
+    """Elements of ``dom`` (canonical uint64) from drawn words of ``draw_dtype(dom)``:
+    exactly what ``PRG.ring`` / ``PRG.field`` return for the same words."""
+    if hasattr(dom, "p"):
+        return w.astype(np.uint64, copy=False) % np.uint64(dom.p)
+    w = w.astype(np.uint64)
+    if dom.k < 64:
+        w &= dom.mask
+    return w
+
+
+def _counter_blocks(blocks: np.ndarray) -> memoryview:
+    """The 16-byte big-endian counter values of ``blocks`` (int64 >= 0), concatenated."""
+    ctr = np.zeros((blocks.size, 2), dtype=">u8")
+    ctr[:, 1] = blocks.reshape(-1)
+    return memoryview(ctr).cast("B")
 
 
 class PRG:
@@ -39,38 +74,106 @@ class PRG:
     def __init__(self, seed: bytes, label: str = ""):
         if len(seed) != SEED_BYTES:
             raise ValueError(f"PRG seed must be {SEED_BYTES} bytes")
-        key = derive_seed(seed, label) if label else seed
-        self._enc = Cipher(algorithms.AES(key), modes.CTR(b"\0" * 16)).encryptor()
-        self.drawn = 0  # bytes drawn so far
+        self._key = derive_seed(seed, label) if label else seed
+        self._enc = self._ctr_at(0)
+        self._ecb = Cipher(algorithms.AES(self._key), modes.ECB()).encryptor()
+        self.drawn = 0  # bytes drawn so far (the stream position)
 
     def __repr__(self) -> str:  # never show the key
         return f"PRG(drawn={self.drawn})"
 
+    def _ctr_at(self, offset: int):
+        """A CTR encryptor whose next keystream byte is stream byte ``offset``."""
+        block, part = divmod(int(offset), BLOCK)
+        enc = Cipher(algorithms.AES(self._key), modes.CTR(block.to_bytes(BLOCK, "big")))
+        enc = enc.encryptor()
+        if part:
+            enc.update(bytes(part))
+        return enc
+
     def bytes(self, n: int) -> bytes:
         self.drawn += n
         return self._enc.update(bytes(n))
+
+    def skip(self, nbytes: int) -> None:
+        """Advance the stream by ``nbytes`` without computing them."""
+        nbytes = int(nbytes)
+        if nbytes < 0:
+            raise ValueError(f"cannot skip {nbytes} bytes")
+        if nbytes:
+            self.drawn += nbytes
+            self._enc = self._ctr_at(self.drawn)
+
+    def stream_at(self, offset: int, nbytes: int) -> bytes:
+        """Stream bytes offset..offset+nbytes (absolute); the position does not move."""
+        if offset < 0 or nbytes < 0:
+            raise ValueError("stream offsets and lengths are non-negative")
+        return self._ctr_at(offset).update(bytes(int(nbytes)))
 
     def words(self, dtype, shape) -> np.ndarray:
         n = int(np.prod(shape, dtype=np.int64))
         dt = np.dtype(dtype)
         return np.frombuffer(self.bytes(n * dt.itemsize), dtype=dt).reshape(shape)
 
+    def peek(self, dtype, start: int, positions) -> np.ndarray:
+        """Words ``w[positions]`` (flat, native byte order like ``words``) of the word
+        stream of ``dtype`` that begins at absolute byte ``start``; the position does not
+        move. Encrypts one counter block per word (two if ``start`` is not a multiple of
+        the word size, as words may then straddle blocks), or the whole window
+        min..max(positions) when that is no larger."""
+        dt = np.dtype(dtype)
+        s, start = dt.itemsize, int(start)
+        pos = np.asarray(positions).reshape(-1)
+        if pos.dtype.kind not in "iu":
+            raise TypeError(f"word positions must be integers, got {pos.dtype}")
+        if start < 0:
+            raise ValueError("stream offsets are non-negative")
+        if not pos.size:
+            return np.empty(0, dtype=dt)
+        lo, hi = int(pos.min()), int(pos.max())
+        if lo < 0:
+            raise ValueError("word positions must be >= 0")
+        nb = 1 if start % s == 0 else 2
+        if (hi - lo + 1) * s <= BLOCK * nb * pos.size:
+            win = np.frombuffer(self.stream_at(start + lo * s, (hi - lo + 1) * s), dtype=dt)
+            return win[pos.astype(np.int64) - lo]
+        out = np.empty(pos.size, dtype=dt)
+        for c in range(0, pos.size, _ECB_BLOCKS):
+            off = start + pos[c : c + _ECB_BLOCKS].astype(np.int64) * s
+            blocks = (off >> 4)[:, None] + np.arange(nb, dtype=np.int64)
+            ks = np.frombuffer(self._ecb.update(_counter_blocks(blocks)), dtype=np.uint8)
+            ks = ks.reshape(off.size, BLOCK * nb)
+            rows = np.arange(off.size)
+            if nb == 1:  # aligned words: pick one word per block
+                out[c : c + off.size] = ks.view(dt)[rows, (off & 15) // s]
+            else:
+                cols = (off & 15)[:, None] + np.arange(s)
+                out[c : c + off.size] = ks[rows[:, None], cols].view(dt).reshape(-1)
+        return out
+
+    def words_at(self, dtype, count: int, positions) -> np.ndarray:
+        """``words(dtype, (count,))[positions]`` without computing the other words: the
+        stream moves past all ``count`` words."""
+        count, pos = int(count), np.asarray(positions)
+        if pos.size and (int(pos.min()) < 0 or int(pos.max()) >= count):
+            raise ValueError(f"word positions outside 0..{count - 1}")
+        out = self.peek(dtype, self.drawn, pos)
+        self.skip(count * np.dtype(dtype).itemsize)
+        return out.reshape(pos.shape)
+
     def uint64(self, shape) -> np.ndarray:
         return self.words(np.uint64, shape).copy()
 
     def ring(self, r, shape) -> np.ndarray:
         """Uniform elements of ``r`` (a ``Ring``), as uint64."""
-        w = self.words(_word_dtype(r.k), shape).astype(np.uint64)
-        if r.k < 64:
-            w &= r.mask
-        return w
+        return from_words(r, self.words(_word_dtype(r.k), shape))
 
     def bits(self, shape) -> np.ndarray:
         return self.ring(_BOOL, shape)
 
     def field(self, f, shape) -> np.ndarray:
         """Uniform elements of F_p (statistical distance <= p / 2^64 from uniform)."""
-        return self.words(np.uint64, shape) % np.uint64(f.p)
+        return from_words(f, self.words(np.uint64, shape))
 
     def below(self, n: int, shape) -> np.ndarray:
         """Uniform integers in [0, n) (statistical distance <= n / 2^64)."""

@@ -197,14 +197,17 @@ class Runtime:
         self.sink.put(party, payload)
         self.acct.add(offline_sent=len(payload))
 
+    def take_raw(self, nbytes: int) -> bytes:
+        """P1/P2: the next ``nbytes`` of packed correction bytes from the helper."""
+        payload = self.source.take(nbytes)
+        self.acct.add(offline_recv=nbytes)
+        return payload
+
     def take(self, dom: Domain, shape) -> np.ndarray:
         """P1/P2: the next correction array from the helper."""
         shape = tuple(int(s) for s in shape)
         n = int(np.prod(shape, dtype=np.int64))
-        nbytes = dom.nbytes(n)
-        payload = self.source.take(nbytes)
-        self.acct.add(offline_recv=nbytes)
-        return unpack(payload, dom.bits, n).reshape(shape)
+        return unpack(self.take_raw(dom.nbytes(n)), dom.bits, n).reshape(shape)
 
     def random_shared(self, dom: Domain, shape) -> Shared | np.ndarray:
         """A random secret r = r1 + r2 that costs nothing: each Pi draws ri from its seed

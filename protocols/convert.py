@@ -127,6 +127,7 @@ def requant(
                 n,
                 1 << hb,
                 lambda lo, hi, t=t: rotate(t, (rf[lo:hi] >> U64(c)) + U64(1)),
+                lazy=True,
             )
             for t, d in tabs
         ]
@@ -152,6 +153,7 @@ def requant(
                 (((rf[lo:hi, None] & lmask) + np.arange(1 << c, dtype=U64)) >> U64(c))
                 ^ u[lo:hi, None]
             ),
+            lazy=True,
         )
     else:
         rho = priv.ring(ring(2), (n, len(plan))) if priv else None
@@ -172,6 +174,7 @@ def requant(
                     )
                     & U64(3)
                 ),
+                lazy=True,
             )
             for i, (w, o) in enumerate(zip(plan, offs, strict=True))
         ]
@@ -181,10 +184,16 @@ def requant(
             n,
             4 ** len(plan),
             lambda lo, hi: _carry_table(rho[lo:hi], len(plan)) ^ u[lo:hi, None],
+            lazy=True,
         )
     utabs = [
         deal_tables(
-            rt, d, n, 2 << hb, lambda lo, hi, t=t: _two_column(t, rf[lo:hi] >> U64(c), u[lo:hi])
+            rt,
+            d,
+            n,
+            2 << hb,
+            lambda lo, hi, t=t: _two_column(t, rf[lo:hi] >> U64(c), u[lo:hi]),
+            lazy=True,
         )
         for t, d in tabs
     ]
@@ -306,7 +315,7 @@ def extend(rt, x: Shared, wide_bits: int, signed: bool = True) -> Shared:
         wrap = ((Rf & kmask) + np.arange(1 << k, dtype=U64)) >> U64(k)
         return wrap + (Rf >> U64(k))
 
-    ktab = deal_tables(rt, ring(B - k), n, 1 << k, build)
+    ktab = deal_tables(rt, ring(B - k), n, 1 << k, build, lazy=True)
     if rt.is_dealer:
         return Shared.phantom(ring(B), shape)
     off = U64(1 << (k - 1)) if signed else U64(0)

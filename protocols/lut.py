@@ -10,6 +10,10 @@ One-input LUT ``lut`` (b index bits, n lookups, one table per output domain of m
   online   open delta = x - r (b bits per party, 1 round); output <T'[delta]> = <T[x]> by a
            gather of each party's table share at the public delta.
 Several tables / output rings share ONE mask and ONE opening (only offline grows).
+P1 and P2 never expand their table shares (``TableShare``): P1's share is its seed stream
+with P0, of which only the AES counter blocks holding the n gathered entries are computed;
+P2 keeps the packed correction bytes and reads the n entries from them. Values, stream
+positions and bytes are exactly those of the expanded share.
 
 Multi-input ``lut_multi``: inputs of b_1..b_d bits, the d-dim table rotated by (r_1..r_d);
 every delta_i opened in the same round (sum b_i bits per party), 2^(sum b_i)*m bits offline.
@@ -29,6 +33,8 @@ import numpy as np
 from numba import njit
 
 from mpc.cost import Cost, msg
+from mpc.packing import unpack
+from mpc.prg import draw_dtype, from_words
 from mpc.ring import BOOL, Domain, DomainMismatch, PrimeField, Ring, ring
 from mpc.shares import Dual, ShapeMismatch, Shared
 
@@ -87,12 +93,103 @@ def _size(shape) -> int:
 
 
 # -- dealt tables and gathers (shared with protocols.convert) -------------------------------
-def deal_tables(rt, dom: Domain, n: int, width: int, build):
+class TableShare:
+    """A computing party's share of n dealt tables of ``width`` entries over ``dom``, not
+    expanded: ``gather`` computes only the entries it returns, ``dense`` the whole (n,
+    width) array of the narrowest unsigned dtype (equal to the eager share)."""
+
+    def __init__(self, dom: Domain, n: int, width: int):
+        self.dom, self.shape = dom, (int(n), int(width))
+
+    def gather(self, idx: np.ndarray) -> np.ndarray:
+        idx = _check_gather(self.shape, idx)
+        return self._at(idx) if idx.size else np.empty(0, dtype=U64)
+
+    def dense(self) -> np.ndarray:
+        return self._all().reshape(self.shape).astype(_narrow_dtype(self.dom.bits))
+
+
+class _SeedTable(TableShare):
+    """P1: the share is the stream of ``prg`` from byte ``start`` on (the words
+    ``dom.random`` draws); an entry costs one AES block, not the whole row."""
+
+    def __init__(self, dom, n, width, prg, start: int):
+        super().__init__(dom, n, width)
+        self.prg, self.start, self.dtype = prg, start, draw_dtype(dom)
+
+    def _at(self, idx):
+        pos = np.arange(idx.size, dtype=np.int64) * self.shape[1] + idx.astype(np.int64)
+        return from_words(self.dom, self.prg.peek(self.dtype, self.start, pos))
+
+    def _all(self):
+        nbytes = self.shape[0] * self.shape[1] * self.dtype.itemsize
+        return from_words(
+            self.dom, np.frombuffer(self.prg.stream_at(self.start, nbytes), dtype=self.dtype)
+        )
+
+
+class _PackedTable(TableShare):
+    """P2: the share is the packed correction (``dom.bits`` bits per entry, row-major)."""
+
+    def __init__(self, dom, n, width, raw: np.ndarray):
+        super().__init__(dom, n, width)
+        self.raw = raw
+
+    def _at(self, idx):
+        bits = self.dom.bits
+        if bits in (8, 16, 32, 64):  # byte-aligned: a little-endian view of the bytes
+            words = self.raw.view(np.dtype(f"<u{bits // 8}"))
+            pos = np.arange(idx.size, dtype=np.int64) * self.shape[1] + idx.astype(np.int64)
+            return words[pos].astype(U64)
+        out = np.empty(idx.size, dtype=U64)
+        _packed_gather_kernel(self.raw, bits, self.shape[1], idx.astype(np.int64), out)
+        return out
+
+    def _all(self):
+        return unpack(self.raw, self.dom.bits, self.shape[0] * self.shape[1])
+
+
+@njit(cache=True, nogil=True)
+def _packed_gather_kernel(raw, bits, width, idx, out):  # pragma: no cover - numba
+    """out[i] = element i*width + idx[i] of the little-endian bit stream ``raw`` (bits < 64)."""
+    for i in range(idx.size):
+        bit = (i * width + idx[i]) * bits
+        v = np.uint64(0)
+        got = 0
+        while got < bits:
+            sh = bit & 7
+            take = min(8 - sh, bits - got)
+            byte = (np.uint64(raw[bit >> 3]) >> np.uint64(sh)) & np.uint64((1 << take) - 1)
+            v |= byte << np.uint64(got)
+            got += take
+            bit += take
+        out[i] = v
+
+
+def _lazy_share(rt, dom: Domain, n: int, width: int) -> TableShare:
+    """P1: remember its stream position and move the stream past the share, as drawing it
+    would. P2: take the correction bytes (same bytes and accounting as ``Runtime.take``,
+    without unpacking them)."""
+    if rt.rank == 1:
+        prg = rt.prg(0)
+        start = prg.drawn
+        prg.skip(n * width * draw_dtype(dom).itemsize)
+        return _SeedTable(dom, n, width, prg, start)
+    nbytes = dom.nbytes(n * width)
+    raw = np.frombuffer(rt.take_raw(nbytes), dtype=np.uint8)
+    return _PackedTable(dom, n, width, raw)
+
+
+def deal_tables(rt, dom: Domain, n: int, width: int, build, lazy: bool = False):
     """Share n dealer-built tables of ``width`` entries over ``dom`` (P1 from its seed, P2
     a correction of n*width elements). ``build(lo, hi)`` (called on P0 only) returns the
     plaintext rows lo..hi as uint64 (hi-lo, width). P1/P2 get their share as an (n, width)
-    array of the narrowest unsigned dtype; P0 gets None. Dealt in row chunks (multiples of
-    8 rows, so the packed bytes equal one big message) to bound memory."""
+    array of the narrowest unsigned dtype, or with ``lazy`` as a ``TableShare`` (for
+    ``gather``; same stream position and material consumed); P0 gets None. Dealt in row
+    chunks (multiples of 8 rows, so the packed bytes equal one big message) to bound
+    memory."""
+    if lazy and not rt.is_dealer:
+        return _lazy_share(rt, dom, n, width)
     rows = max(8, (_CHUNK // max(width, 1)) // 8 * 8)
     out = None if rt.is_dealer else np.empty((n, width), dtype=_narrow_dtype(dom.bits))
     for lo in range(0, n, rows):
@@ -110,12 +207,19 @@ def _gather_kernel(tab, idx, out):  # pragma: no cover - numba
         out[i] = tab[i, idx[i]]
 
 
-def gather(tab: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Row-wise gather ``tab[i, idx[i]]`` for an (n, W) table and n indices < W, as uint64
-    (numba kernel: no index temporaries, releases the GIL)."""
+def _check_gather(shape, idx) -> np.ndarray:
     idx = np.ascontiguousarray(idx, dtype=U64).reshape(-1)
-    if idx.size != tab.shape[0] or (idx.size and int(idx.max()) >= tab.shape[1]):
+    if idx.size != shape[0] or (idx.size and int(idx.max()) >= shape[1]):
         raise ValueError("gather index out of range")
+    return idx
+
+
+def gather(tab, idx: np.ndarray) -> np.ndarray:
+    """Row-wise gather ``tab[i, idx[i]]`` for an (n, W) table (array or ``TableShare``)
+    and n indices < W, as uint64 (numba kernel: no index temporaries, releases the GIL)."""
+    if isinstance(tab, TableShare):
+        return tab.gather(idx)
+    idx = _check_gather(tab.shape, idx)
     out = np.empty(idx.size, dtype=U64)
     _gather_kernel(np.ascontiguousarray(tab), idx, out)
     return out
@@ -201,7 +305,7 @@ class LutKey:
     bits: list[int]
     doms: list[Domain]
     masks: list  # Shared per input (P1/P2) or plaintext r (P0)
-    tabs: list  # (n, 2^sum(bits)) narrow arrays (P1/P2) or None (P0)
+    tabs: list  # (n, 2^sum(bits)) TableShare (P1/P2) or None (P0)
 
 
 def lut_offline(rt, shape, bits: list[int], tables) -> LutKey:
@@ -215,7 +319,7 @@ def lut_offline(rt, shape, bits: list[int], tables) -> LutKey:
             rows = [m.reshape(-1)[lo:hi] for m in masks]
             return rotate(t, rows[0]) if len(bits) == 1 else t[rotated_index(rows, bits)]
 
-        tabs.append(deal_tables(rt, dom, n, w, build))
+        tabs.append(deal_tables(rt, dom, n, w, build, lazy=True))
     return LutKey(shape, bits, [d for _, d in tables], masks, tabs)
 
 

@@ -286,3 +286,112 @@ def test_bad_inputs_raise_before_any_message(rank):
         L.lut(rt, x8, [])
     with pytest.raises(ValueError, match="range"):
         L.lut_onehot(rt, x8, [(t, 7)])
+
+
+# -- lazy table shares (P1: seed stream, P2: packed bytes) equal the expanded ones ----------
+def _eager_deal(*a, lazy=False, **kw):
+    return _ORIG_DEAL(*a, **kw)
+
+
+_ORIG_DEAL = L.deal_tables
+
+
+@contextmanager
+def fixed_seeds(tag: str):
+    """``deterministic_seeds`` plus the seeds of dealt material (``mpc.correlations``)."""
+    import mpc.correlations as corr_mod
+
+    with deterministic_seeds(tag):
+        old, corr_mod.fresh_seed = corr_mod.fresh_seed, runtime_mod.fresh_seed
+        try:
+            yield
+        finally:
+            corr_mod.fresh_seed = old
+
+
+def _bytes_and_rounds(run, party):
+    return {k: v for k, v in run.reports[party]["total"].items() if k != "seconds"}
+
+
+def _same_seeds_both_ways(prog, mode, tag, monkeypatch):
+    """Run ``prog`` with lazy tables and with every table expanded (same seeds); return
+    both runs' results per computing party."""
+    import protocols.convert as C
+
+    res = {}
+    for lazy in (True, False):
+        if not lazy:
+            monkeypatch.setattr(L, "deal_tables", _eager_deal)
+            monkeypatch.setattr(C, "deal_tables", _eager_deal)
+        with fixed_seeds(tag):
+            run = run_local(prog, mode=mode, session=7)
+        res[lazy] = (run.results, {p: _bytes_and_rounds(run, p) for p in (1, 2)})
+    monkeypatch.undo()
+    return res[True], res[False]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dom=st.one_of(st.integers(1, 64).map(ring), st.sampled_from([field(131), field(65537)])),
+    n=st.integers(0, 40),
+    wbits=st.integers(0, 7),
+    pre=st.integers(0, 9),
+    mode=MODES,
+    seed=st.integers(0, 2**32),
+)
+def test_lazy_table_share_equals_eager(dom, n, wbits, pre, mode, seed):
+    rng = np.random.default_rng(seed)
+    w = 1 << wbits
+    tab = dom.reduce(rng.integers(0, 2**63, (n, w), dtype=np.uint64))
+    idx = rng.integers(0, w, n).astype(np.uint64)
+
+    def prog(rt, lazy):
+        rt.random_shared(ring(3), (pre,))  # tables start at any stream offset
+        t = L.deal_tables(rt, dom, n, w, lambda lo, hi: tab[lo:hi], lazy=lazy)
+        after = rt.random_shared(ring(13), (5,))
+        if rt.is_dealer:
+            return None
+        dense = t.dense() if lazy else t
+        return L.gather(t, idx), dense, after.data, rt.prg(0).bytes(8)
+
+    runs = {}
+    for lazy in (True, False):
+        with fixed_seeds(f"lazy-deal-{seed}"):
+            runs[lazy] = run_local(lambda rt, lazy=lazy: prog(rt, lazy), mode=mode, session=3)
+    for p in (1, 2):
+        (g1, d1, a1, s1), (g0, d0, a0, s0) = runs[True].results[p], runs[False].results[p]
+        assert g1.dtype == g0.dtype == np.uint64 and (g1 == g0).all()
+        assert d1.dtype == d0.dtype and (d1 == d0).all() and (a1 == a0).all() and s1 == s0
+        assert _bytes_and_rounds(runs[True], p) == _bytes_and_rounds(runs[False], p)
+    shares = [runs[True].results[p][1].astype(np.uint64) for p in (1, 2)]
+    assert (dom.add(*shares) == tab).all()
+
+
+@pytest.mark.parametrize("mode", ["dealt", "live"])
+def test_lazy_protocols_equal_eager(mode, monkeypatch):
+    """Every protocol using dealt tables gives the same shares, stream positions and
+    costs with lazy tables as with expanded ones (same seeds)."""
+    import protocols.convert as C
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 1 << 20, (3, 37), dtype=np.uint64)
+    t8, t5 = rng.integers(-100, 100, 256), rng.integers(0, 1 << 13, 32)
+
+    def prog(rt):
+        xs = _input(rt, ring(20), x)
+        outs = L.lut(rt, xs, [(t8, ring(9)), (t8, ring(64)), (t8, field(65537))], bits=8)
+        outs += L.lut_multi(rt, [xs.reduce(3), xs.reduce(4)], [(np.arange(128), ring(7))])
+        outs += L.lut_onehot(rt, xs.reduce(5), [(t5, 13)])
+        outs += C.requant(rt, xs, 15, [(t5, ring(13))])
+        outs += C.requant(rt, xs, 9, [(np.arange(2048), ring(11))], exact=True)
+        outs += C.requant(rt, xs, 14, [(t8[:64] & 31, ring(6))], exact=True, carry_digits=2)
+        outs.append(C.extend(rt, xs.reduce(7), 30))
+        if rt.is_dealer:
+            return None
+        return [o.data for o in outs] + [rt.prg(0).bytes(8), rt.prg(rt.peer).bytes(8)]
+
+    lazy, eager = _same_seeds_both_ways(prog, mode, f"lazy-protocols-{mode}", monkeypatch)
+    for p in (1, 2):
+        for a, b in zip(lazy[0][p], eager[0][p], strict=True):
+            assert (np.asarray(a) == np.asarray(b)).all()
+        assert lazy[1][p] == eager[1][p]
