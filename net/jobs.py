@@ -106,3 +106,8 @@ DEMO = Job(
 )
 
 JOBS: dict[str, Job] = {DEMO.name: DEMO}
+
+# The secure BERT job lives with the models; imported last (it imports this module).
+from models.job import bert_job  # noqa: E402
+
+JOBS["bert"] = bert_job()
