@@ -12,7 +12,9 @@ calibration sentences only, for every tensor the integer model quantizes:
 
 Each ``Stat`` keeps the absolute maximum, a per-channel absolute maximum, a bounded
 uniform sample of |values| (for percentiles), and for LayerNorm inputs the range of the
-per-row standard deviation (sizes the public rsqrt window).
+per-row standard deviation (sizes the public rsqrt window). With ``grams=True`` the input
+of every linear layer ``name`` (the integer model's names: ``layer{i}.q`` ... ``pooler``)
+also gets ``stats[name + ".x"].gram`` = X^T X over the valid tokens (for GPTQ).
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ class Stat:
     row_std_max: float = 0.0
     sample: list[np.ndarray] = field(default_factory=list)
     count: int = 0
+    gram: np.ndarray | None = None  # X^T X of a linear layer's input rows
+    rows: int = 0
+
+    def add_gram(self, x: torch.Tensor) -> None:
+        x = x.detach().to(torch.float64).reshape(-1, x.shape[-1])
+        g = (x.T @ x).numpy()
+        self.gram = g if self.gram is None else self.gram + g
+        self.rows += x.shape[0]
 
     def add(self, t: torch.Tensor, rng: np.random.Generator, rows: bool = False) -> None:
         """Fold a [n, ...] tensor of valid rows into the statistics."""
@@ -68,8 +78,8 @@ class Calibrator:
     """Context manager installing the hooks on ``model`` (a BertForSequenceClassification);
     call ``run(input_ids, attention_mask, token_type_ids)`` per batch, read ``stats``."""
 
-    def __init__(self, model, seed: int = 0):
-        self.model = model
+    def __init__(self, model, seed: int = 0, grams: bool = False):
+        self.model, self.grams = model, grams
         self.stats: dict[str, Stat] = {}
         self.rng = np.random.default_rng(seed)
         self.mask: torch.Tensor | None = None
@@ -98,6 +108,14 @@ class Calibrator:
         def fn(_mod, args, out):
             t = args[0] if what == "in" else out
             self._rec(name, t, rows)
+
+        self._handles.append(module.register_forward_hook(fn))
+
+    def _gram(self, module, name: str):
+        def fn(_mod, args, _out):
+            x = args[0]
+            x = x[self.mask] if x.dim() == 3 else x
+            self.stats.setdefault(name + ".x", Stat()).add_gram(x)
 
         self._handles.append(module.register_forward_hook(fn))
 
@@ -130,6 +148,19 @@ class Calibrator:
             self._hook(layer.output.LayerNorm, p + ".ln2_out")
         self._hook(bert.pooler.dense, "pool")
         self._hook(self.model.classifier, "logits")
+        if self.grams:
+            for i, layer in enumerate(bert.encoder.layer):
+                att, p = layer.attention, f"layer{i}."
+                for n, mod in (
+                    ("q", att.self.query),
+                    ("k", att.self.key),
+                    ("v", att.self.value),
+                    ("o", att.output.dense),
+                    ("f1", layer.intermediate.dense),
+                    ("f2", layer.output.dense),
+                ):
+                    self._gram(mod, p + n)
+            self._gram(bert.pooler.dense, "pooler")
         return self
 
     def __exit__(self, *exc) -> None:
@@ -152,17 +183,24 @@ def texts_of(sentences: Sequence) -> list[str]:
 
 
 def collect(
-    model, tokenizer, sentences: Sequence, seq_len: int, batch_size: int = 32, seed: int = 0
+    model,
+    tokenizer,
+    sentences: Sequence,
+    seq_len: int,
+    batch_size: int = 32,
+    seed: int = 0,
+    grams: bool = False,
 ) -> dict[str, Stat]:
     """Statistics of every quantized tensor of ``model`` over ``sentences`` (strings or
-    (text, label) pairs), truncated to ``seq_len`` tokens."""
+    (text, label) pairs), truncated to ``seq_len`` tokens; ``grams``: also the input Gram
+    matrices of the linear layers."""
     texts = texts_of(sentences)
     if not texts:
         raise ValueError("calibration needs at least one sentence")
     was_training = model.training
     model.eval()
     try:
-        with Calibrator(model, seed) as cal:
+        with Calibrator(model, seed, grams) as cal:
             for s in range(0, len(texts), batch_size):
                 enc = tokenizer(
                     texts[s : s + batch_size],

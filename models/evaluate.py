@@ -133,7 +133,8 @@ def evaluate(
                 from models.calibrate import collect
 
                 calib = list(calib) if calib is not None else calibration_sentences()
-                stats = collect(model, tokenizer, calib, opts.seq_len, opts.batch_size)
+                low = any(MODES[m] not in (None, 8) for m in modes)
+                stats = collect(model, tokenizer, calib, opts.seq_len, opts.batch_size, grams=low)
             _, p = quantize(model, calib, mode_bits(mode), options=opts, stats=stats)
         pred, _ = integer_predictions(
             p, p.config, tokenizer, model.bert.embeddings, texts, progress, desc=mode

@@ -58,7 +58,10 @@ class Options:
     softmax: SoftmaxFormat | None = None  # None: from the calibrated score range
     gelu_in: Fixed | None = None  # None: from the calibrated FFN1 range
     gelu_out: Fixed | None = None
+    gelu_pct: float = 99.9  # GELU output format: finest holding this percentile
     idx_bits: int = 9
+    gptq: bool = True  # GPTQ rounding of < 8-bit weights (needs stats with grams)
+    gptq_damp: float = 0.01
     batch_size: int = 32
     seed: int = 0
 
@@ -106,6 +109,40 @@ def quant_weight(w: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return q.T.astype(np.int8), s
 
 
+def _grid(w: np.ndarray, s: np.ndarray, bits: int) -> np.ndarray:
+    """Integer levels of one or more weight columns with fixed per-row scales s."""
+    if bits == 1:
+        return np.where(w < 0, -1.0, 1.0)
+    top = 2 ** (bits - 1) - 1
+    return np.clip(np.rint(w / s), -top, top)
+
+
+def gptq(w: np.ndarray, s: np.ndarray, bits: int, gram: np.ndarray, damp: float = 0.01):
+    """GPTQ rounding (Frantar et al. 2023) with fixed per-output-channel scales s: input
+    columns are quantized one at a time in order of decreasing input energy, and each
+    column's error, weighted by the inverse (damped) input Gram matrix H = X^T X, is
+    pushed onto the columns not yet quantized. Returns W_int [in, out] int8."""
+    w = np.array(w, dtype=np.float64)
+    n = w.shape[1]
+    h = np.array(gram, dtype=np.float64)
+    dead = np.diag(h) <= 0
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+    h += damp * float(np.mean(np.diag(h))) * np.eye(n)
+    perm = np.argsort(-np.diag(h), kind="stable")
+    w, h = w[:, perm], h[np.ix_(perm, perm)]
+    u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper: H^-1 = U^T U
+    q = np.zeros_like(w)
+    sc = np.asarray(s, dtype=np.float64)
+    for i in range(n):
+        q[:, i] = _grid(w[:, i], sc, bits)
+        err = (w[:, i] - q[:, i] * sc) / u[i, i]
+        w[:, i + 1 :] -= np.outer(err, u[i, i + 1 :])
+    out = np.empty_like(q)
+    out[:, perm] = q
+    return out.T.astype(np.int8)
+
+
 def shift_for(ratio: np.ndarray, mult_bits: int) -> int:
     """Largest shift c with max round(ratio 2^c) < 2^mult_bits (may be <= 0)."""
     r = float(np.max(ratio))
@@ -145,15 +182,16 @@ def softmax_format(stats: dict[str, Stat], layers: int) -> SoftmaxFormat:
     return SoftmaxFormat(in_bits=8 if smax < 15 else 9, in_frac=3)
 
 
-def gelu_formats(stats: dict[str, Stat], layers: int) -> tuple[Fixed, Fixed]:
-    """GELU input (1/8 units, index wide enough for 2x the calibrated max) and output
-    (int8, the finest frac holding the calibrated 99.99th percentile)."""
+def gelu_formats(stats: dict[str, Stat], layers: int, pct: float) -> tuple[Fixed, Fixed]:
+    """GELU input (1/8 units, index wide enough for 2x the calibrated max: beyond it the
+    index wraps) and output (int8, the finest frac holding the calibrated ``pct``-th
+    percentile of every layer: resolution matters more than the rare clamped tail)."""
     fmax = max(stats[f"l{i}.ffn1"].absmax for i in range(layers))
     bits = 9
     while bits < 11 and 2 * fmax >= 2 ** (bits - 1) / 8:
         bits += 1
-    gmax = max(stats[f"l{i}.gelu"].percentile(99.99) for i in range(layers))
-    return Fixed(3, bits), Fixed(min(3, _frac_for(gmax, 8)), 8)
+    gmax = max(stats[f"l{i}.gelu"].percentile(pct) for i in range(layers))
+    return Fixed(3, bits), Fixed(min(6, _frac_for(gmax, 8)), 8)
 
 
 # -- the converter ----------------------------------------------------------------------
@@ -167,7 +205,11 @@ class _Converter:
         return max(self.stats[name].percentile(self.o.act_pct), 1e-6) / 127
 
     def weight(self, name: str, lin, kind: str):
-        w, s = quant_weight(_np(lin.weight), self.cfg.w_bits[kind])
+        bits = self.cfg.w_bits[kind]
+        w, s = quant_weight(_np(lin.weight), bits)
+        x = self.stats.get(name + ".x")
+        if self.o.gptq and bits < 8 and x is not None and x.gram is not None:
+            w = gptq(_np(lin.weight), s, bits, x.gram, self.o.gptq_damp)
         b = _np(lin.bias) if lin.bias is not None else np.zeros(w.shape[1])
         self.t[name + ".w"] = w
         return s, b
@@ -300,9 +342,12 @@ def quantize(
             from models.checkpoint import load_tokenizer
 
             tokenizer = load_tokenizer()
-        stats = collect(hf_model, tokenizer, calib_sentences, o.seq_len, o.batch_size, o.seed)
+        low = o.gptq and min(normalize_bits(bits).values()) < 8
+        stats = collect(
+            hf_model, tokenizer, calib_sentences, o.seq_len, o.batch_size, o.seed, grams=low
+        )
     n = hf.num_hidden_layers
-    gin, gout = gelu_formats(stats, n)
+    gin, gout = gelu_formats(stats, n, o.gelu_pct)
     sm = o.softmax or softmax_format(stats, n)
     cfg = QBertConfig(
         layers=n,
