@@ -118,20 +118,20 @@ def _grid(w: np.ndarray, s: np.ndarray, bits: int) -> np.ndarray:
 
 
 def gptq(w: np.ndarray, s: np.ndarray, bits: int, gram: np.ndarray, damp: float = 0.01):
-    """GPTQ rounding (Frantar et al. 2023) with fixed per-output-channel scales s: input
-    columns are quantized one at a time in order of decreasing input energy, and each
-    column's error, weighted by the inverse (damped) input Gram matrix H = X^T X, is
-    pushed onto the columns not yet quantized. Returns W_int [in, out] int8."""
-    w = np.array(w, dtype=np.float64)
-    n = w.shape[1]
+    """GPTQ rounding (Frantar et al. 2023) with per-output-channel scales s: input columns
+    are quantized one at a time in order of decreasing input energy, and each column's
+    error, weighted by the inverse (damped) input Gram matrix H = X^T X, is pushed onto the
+    columns not yet quantized. Then each channel's scale is refit by least squares under H:
+    s_j = (q_j^T H w_j) / (q_j^T H q_j). Returns (W_int [in, out] int8, s [out])."""
+    w0 = np.array(w, dtype=np.float64)
+    n = w0.shape[1]
     h = np.array(gram, dtype=np.float64)
     dead = np.diag(h) <= 0
     h[dead, dead] = 1.0
-    w[:, dead] = 0.0
     h += damp * float(np.mean(np.diag(h))) * np.eye(n)
     perm = np.argsort(-np.diag(h), kind="stable")
-    w, h = w[:, perm], h[np.ix_(perm, perm)]
-    u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper: H^-1 = U^T U
+    w = np.where(dead, 0.0, w0)[:, perm]
+    u = np.linalg.cholesky(np.linalg.inv(h[np.ix_(perm, perm)])).T  # H^-1 = U^T U
     q = np.zeros_like(w)
     sc = np.asarray(s, dtype=np.float64)
     for i in range(n):
@@ -140,7 +140,11 @@ def gptq(w: np.ndarray, s: np.ndarray, bits: int, gram: np.ndarray, damp: float 
         w[:, i + 1 :] -= np.outer(err, u[i, i + 1 :])
     out = np.empty_like(q)
     out[:, perm] = q
-    return out.T.astype(np.int8)
+    hq = out @ h  # [out, in]
+    num, den = (hq * w0).sum(axis=1), (hq * out).sum(axis=1)
+    s_fit = np.where(den > 0, num / np.where(den > 0, den, 1.0), sc)
+    s_fit = np.where(s_fit > 0, s_fit, sc)
+    return out.T.astype(np.int8), s_fit
 
 
 def shift_for(ratio: np.ndarray, mult_bits: int) -> int:
@@ -209,7 +213,7 @@ class _Converter:
         w, s = quant_weight(_np(lin.weight), bits)
         x = self.stats.get(name + ".x")
         if self.o.gptq and bits < 8 and x is not None and x.gram is not None:
-            w = gptq(_np(lin.weight), s, bits, x.gram, self.o.gptq_damp)
+            w, s = gptq(_np(lin.weight), s, bits, x.gram, self.o.gptq_damp)
         b = _np(lin.bias) if lin.bias is not None else np.zeros(w.shape[1])
         self.t[name + ".w"] = w
         return s, b
