@@ -109,6 +109,10 @@ def evaluate(
         from models.checkpoint import load_classifier
 
         model, tokenizer = load_classifier()
+    elif tokenizer is None:
+        from models.checkpoint import load_tokenizer
+
+        tokenizer = load_tokenizer()
     sentences = list(sentences)[: limit if limit is not None else None]
     if not sentences:
         raise ValueError("no sentences to evaluate")

@@ -1,28 +1,39 @@
 """Float Hugging Face BERT classifier -> integer model (``QBertConfig`` + ``QBertParams``).
 
-Post-training quantization from calibration statistics (``models.calibrate``): symmetric
-per-output-channel weights (8 / 4 bit: W_int = round(W_j / s_j), s_j = clip_j / (2^(b-1) - 1)
-with clip_j the absmax for 8 bit and the MSE-optimal clip for 4 bit; 1 bit: S = sign(W),
-s_j = mean |W_j|), int8 activations with per-tensor scales from the calibrated absmax.
+Post-training quantization from calibration statistics (``models.calibrate``, valid tokens
+only). Weights: symmetric per output channel; 8 bit W_int = round(W_j / s_j) with
+s_j = absmax_j / 127; 4 bit with the MSE-optimal clip per channel, s_j = clip_j / 7; 1 bit
+S = sign(W), s_j = alpha_j = mean |W_j|. Below 8 bits the rounding is GPTQ (input Gram
+matrices from the calibration run). Activations: int8, per-tensor scale = calibrated
+absmax / 127.
 
-Scale chain (private scales s_*, public formats 2^-frac; every ratio is folded into the
-owner's multipliers m_j = round(s_in s_j / unit * 2^shift) and biases
-b'_j = round(b_j / unit * 2^shift) (+ 2^(shift-1) where the pipeline does not round)):
+Scale chain (private scales s_*, public formats 2^-frac). A linear layer with input scale
+s_in whose accumulator must be in units ``unit`` / 2^shift gets the private integers
+m_j = round(s_in s_j 2^shift / unit), W' = W_int diag(m), b'_j = round(b_j 2^shift / unit)
+(the bias directly in accumulator units: one rounding instead of two); the pipeline adds
+2^(shift-1) before every floor, so requants round to nearest.
 
 * layer input h: s_h (layer 0: the public input format 2^-input_frac; later: LayerNorm 2's
   private output scale);
-* Q, K, V int8 in s_q, s_k, s_v with s_q s_k / sqrt(d_head) = 2^-(in_frac + c_scores)
-  (the score requant lands in the softmax's public units; ``c_scores`` public);
-* context = P V >> 8 in s_v 256 / 255;
-* attention out / FFN2 accumulators in the residual input's scale over 2^t (t public);
-* LayerNorm gamma, beta in units 2^-gamma_frac of the private output scale s_ln;
-* FFN1 into the public GELU input format, FFN2 from the public GELU output format;
-* pooler into the public tanh input, classifier from round(127 tanh) to integer logits
-  in one common (private) logit scale.
+* Q, K, V int8 in s_q, s_k, s_v; s_q s_k / sqrt(d_head) = 2^-(in_frac + c_scores) exactly
+  (both scaled up by the same factor < sqrt 2 from their calibrated values), so Q K^T
+  >> c_scores is the score in the softmax's public units;
+* context = (P V) >> 8 is in s_v 2^8 / 255 (folded into W_o's multipliers);
+* attention output / FFN2 accumulators in (residual input scale) / 2^t, t public, the
+  largest whose multipliers stay < 2^res_mult_bits and whose LayerNorm fits 64 bits;
+* LayerNorm: gamma, beta in units 2^-gamma_frac of the output scale; the public variance
+  window (``var_bits``) covers 1.5x the calibrated largest row std;
+* FFN1 into the public GELU input format (1/8 units, index for 2x the calibrated max), GELU
+  output int8 in the finest 2^-frac holding the 99.9th percentile, FFN2 from it;
+* softmax input 1/8 units, 9 bits when a calibrated score reaches 15 (score index 2 bits
+  wider: real scores up to 4x the clamp are told apart from masked keys);
+* pooler into the public tanh input, classifier from round(127 tanh) to integer logits in
+  one common (private) logit scale 2^-shift.
 
-Public shifts are chosen so that the largest multiplier of a layer is just below
-2^mult_bits; residual branches use the largest t whose LayerNorm fits a 64-bit ring.
-Rings come from ``qmodel.with_rings`` (worst case over the integer weights).
+Public shifts of requant linears make the largest multiplier of a layer just below
+2^mult_bits. Rings come from ``qmodel.with_rings`` (worst case over the integer weights).
+Values beyond an index range wrap exactly as in the secure run: int8 requants have 2x
+headroom over the calibrated absmax (9-bit index), LayerNorm outputs 4x (10 bits).
 """
 
 from __future__ import annotations
@@ -121,8 +132,8 @@ def gptq(w: np.ndarray, s: np.ndarray, bits: int, gram: np.ndarray, damp: float 
     """GPTQ rounding (Frantar et al. 2023) with per-output-channel scales s: input columns
     are quantized one at a time in order of decreasing input energy, and each column's
     error, weighted by the inverse (damped) input Gram matrix H = X^T X, is pushed onto the
-    columns not yet quantized. Then each channel's scale is refit by least squares under H:
-    s_j = (q_j^T H w_j) / (q_j^T H q_j). Returns (W_int [in, out] int8, s [out])."""
+    columns not yet quantized. The scales are kept (a least-squares refit under H shrinks
+    outputs and measured worse). Returns W_int [in, out] int8."""
     w0 = np.array(w, dtype=np.float64)
     n = w0.shape[1]
     h = np.array(gram, dtype=np.float64)
@@ -140,11 +151,7 @@ def gptq(w: np.ndarray, s: np.ndarray, bits: int, gram: np.ndarray, damp: float 
         w[:, i + 1 :] -= np.outer(err, u[i, i + 1 :])
     out = np.empty_like(q)
     out[:, perm] = q
-    hq = out @ h  # [out, in]
-    num, den = (hq * w0).sum(axis=1), (hq * out).sum(axis=1)
-    s_fit = np.where(den > 0, num / np.where(den > 0, den, 1.0), sc)
-    s_fit = np.where(s_fit > 0, s_fit, sc)
-    return out.T.astype(np.int8), s_fit
+    return out.T.astype(np.int8)
 
 
 def shift_for(ratio: np.ndarray, mult_bits: int) -> int:
@@ -213,7 +220,7 @@ class _Converter:
         w, s = quant_weight(_np(lin.weight), bits)
         x = self.stats.get(name + ".x")
         if self.o.gptq and bits < 8 and x is not None and x.gram is not None:
-            w, s = gptq(_np(lin.weight), s, bits, x.gram, self.o.gptq_damp)
+            w = gptq(_np(lin.weight), s, bits, x.gram, self.o.gptq_damp)
         b = _np(lin.bias) if lin.bias is not None else np.zeros(w.shape[1])
         self.t[name + ".w"] = w
         return s, b

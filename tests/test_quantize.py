@@ -42,6 +42,20 @@ def test_quant_weight_binary():
     assert np.allclose(s, [0.4375, 2.0])
 
 
+@pytest.mark.parametrize("bits", [4, 1])
+def test_gptq_beats_rounding_on_the_layer_output(bits):
+    rng = np.random.default_rng(bits)
+    x = rng.normal(size=(300, 24)) @ rng.normal(size=(24, 24))  # correlated inputs
+    w = rng.normal(0, 0.1, (8, 24))
+    q0, s = quantize.quant_weight(w, bits)
+    q1 = quantize.gptq(w, s, bits, x.T @ x)
+    assert q1.shape == q0.shape and q1.dtype == np.int8
+    assert set(np.unique(q1)) <= ({-1, 1} if bits == 1 else set(range(-7, 8)))
+    err0 = np.linalg.norm(x @ (w.T - q0 * s))
+    err1 = np.linalg.norm(x @ (w.T - q1 * s))
+    assert err1 < 0.9 * err0
+
+
 def test_shift_and_fold():
     ratio = np.array([0.01, 0.003, 0.0])
     c = quantize.shift_for(ratio, 10)
@@ -198,3 +212,26 @@ def test_minilm_w8a8_agrees_with_float_on_obvious_sentences(minilm):
     q = _int_logits(params, cfg, model, tok, texts).argmax(1)
     assert f.tolist() == ys
     assert q.tolist() == ys
+
+
+def test_tiny_quantized_model_runs_securely(tiny):
+    """The formats the converter picks (softmax / GELU / LayerNorm / rings) work in the
+    secure model and give the reference logits bit for bit."""
+    from models.ops_secure import prepare, secure_logits, share_inputs
+    from net.local import run_local
+
+    model, tok, texts = tiny
+    stats = calibrate.collect(model, tok, texts[:16], 8, grams=True)
+    cfg, params = quantize.quantize(
+        model, None, {"weights": 4}, options=quantize.Options(seq_len=8), stats=stats
+    )
+    x, mask = client.client_input(texts[20], tok, model.bert.embeddings, cfg)
+
+    def program(rt):
+        prep = prepare(rt, params if rt.rank == 2 else None, cfg)
+        mine = (x, mask) if rt.rank == 1 else (None, None)
+        xs, ms = share_inputs(rt, cfg, *mine, seq_len=cfg.seq_len)
+        return secure_logits(rt, prep, cfg, xs, ms)
+
+    run = run_local(program, mode="dealt", timeout=120)
+    assert np.array_equal(run.results[1], reference_logits(params, cfg, x, mask))
