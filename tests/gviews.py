@@ -68,3 +68,158 @@ def chi2_same(a: np.ndarray, b: np.ndarray, bins: int | None = None) -> tuple[fl
     df = max(int(keep.sum()) - 1, 1)
     z = 4.75
     return stat, df * (1 - 2 / (9 * df) + z * np.sqrt(2 / (9 * df))) ** 3 + 10
+
+
+# -- whole-pipeline views (tests/test_views_bert.py) ----------------------------------------
+@contextmanager
+def counted_seeds(tag: str):
+    """Every ``fresh_seed`` (the runtime's, the helper's private ones in protocol modules)
+    returns H(tag, rank, n) for the n-th call of the party ``rank``: deterministic whatever
+    the thread interleaving, and distinct for every call (unlike ``fixed_seeds``)."""
+    import threading
+
+    from mpc import prg as prg_mod
+
+    original = prg_mod.fresh_seed
+    counts = threading.local()
+
+    def rank_of_caller() -> int:
+        f = sys._getframe(2)
+        while f is not None:
+            for name in ("rt", "self"):
+                v = f.f_locals.get(name)
+                v = v if isinstance(v, Runtime) else getattr(v, "rt", None)
+                if isinstance(v, Runtime):
+                    return v.rank
+            f = f.f_back
+        raise AssertionError("fresh_seed called outside a party")
+
+    def seed():
+        rank = rank_of_caller()
+        n = getattr(counts, "n", 0)
+        counts.n = n + 1
+        key = f"{tag}/{rank}/{n}"
+        return hashlib.blake2b(key.encode(), digest_size=16).digest()
+
+    patched = [m for m in list(sys.modules.values()) if getattr(m, "fresh_seed", None) is original]
+    for m in patched:
+        m.fresh_seed = seed
+    try:
+        yield
+    finally:
+        for m in patched:
+            m.fresh_seed = original
+
+
+class View:
+    """One thing a computing party received: an online message from its peer ("msg"), a
+    correction from the helper ("take"), or what an exchange opened ("open": the array it
+    sent plus the one it got, i.e. the value both parties learn), with its scope path."""
+
+    __slots__ = ("kind", "scope", "dom", "values")
+
+    def __init__(self, kind, scope, dom, values):
+        self.kind, self.scope, self.dom, self.values = kind, scope, dom, values
+
+    @property
+    def key(self) -> tuple:
+        return (self.kind, self.scope, repr(self.dom), self.values.shape)
+
+
+@contextmanager
+def party_views():
+    """Log {rank: [View]} of everything P1 and P2 receive: each array of each online frame
+    (``Runtime.recv``) and each helper correction, unpacked in its domain (``Runtime.take``
+    and the lazily gathered LUT tables of ``protocols.lut``, which read ``take_raw``).
+    Each ``Runtime.exchange`` also logs the opened sum. Also counts {rank: [online bytes,
+    helper bytes]} logged, to check against the runtime's accounting that nothing received
+    escaped the log; ``pending`` must end empty (no helper bytes read another way)."""
+    from mpc.packing import unpack
+    from protocols import lut as lut_mod
+
+    log: dict[int, list[View]] = {1: [], 2: []}
+    nbytes = {1: [0, 0], 2: [0, 0]}
+    pending: dict[int, list] = {1: [], 2: []}
+    old_recv, old_take, old_raw = Runtime.recv, Runtime.take, Runtime.take_raw
+    old_exchange = Runtime.exchange
+    old_packed = lut_mod._PackedTable.__init__
+
+    def recv(self, specs):
+        got = old_recv(self, specs)
+        for (dom, _), g in zip(specs, got, strict=True):
+            log[self.rank].append(View("msg", self.acct.path, dom, g.copy()))
+            nbytes[self.rank][0] += dom.nbytes(g.size)
+        return got
+
+    def exchange(self, items):
+        got = old_exchange(self, items)
+        for (dom, mine), g in zip(items, got, strict=True):
+            log[self.rank].append(View("open", self.acct.path, dom, dom.add(dom.reduce(mine), g)))
+        return got
+
+    def take_raw(self, n):
+        got = old_raw(self, n)
+        pending[self.rank].append((self.acct.path, bytes(got)))
+        return got
+
+    def claim(rank, dom, count):
+        scope, raw = pending[rank].pop()
+        assert not pending[rank] and len(raw) == dom.nbytes(count), "unexpected raw read"
+        vals = unpack(raw, dom.bits, count)
+        log[rank].append(View("take", scope, dom, vals))
+        nbytes[rank][1] += len(raw)
+        return vals
+
+    def take(self, dom, shape):
+        got = old_take(self, dom, shape)
+        claim(self.rank, dom, got.size)
+        return got
+
+    def packed(self, dom, n, width, raw):
+        old_packed(self, dom, n, width, raw)
+        claim(2, dom, n * width)  # only P2 holds packed tables
+
+    Runtime.recv, Runtime.take, Runtime.take_raw = recv, take, take_raw
+    Runtime.exchange = exchange
+    lut_mod._PackedTable.__init__ = packed
+    try:
+        yield log, nbytes, pending
+    finally:
+        Runtime.recv, Runtime.take, Runtime.take_raw = old_recv, old_take, old_raw
+        Runtime.exchange = old_exchange
+        lut_mod._PackedTable.__init__ = old_packed
+
+
+def chi2_sf(stat: float, df: int) -> float:
+    """P(chi^2_df >= stat): the regularized upper incomplete gamma Q(df/2, stat/2), by its
+    power series below the mean and its continued fraction (modified Lentz) above."""
+    import math
+
+    a, x = df / 2.0, stat / 2.0
+    if x <= 0:
+        return 1.0
+    log_front = a * math.log(x) - x - math.lgamma(a)
+    if x < a + 1:  # P(a, x) = front / a * sum_n x^n / ((a+1)...(a+n))
+        term = total = 1.0 / a
+        n = 0
+        while abs(term) > 1e-17 * abs(total):
+            n += 1
+            term *= x / (a + n)
+            total += term
+        return max(0.0, 1.0 - total * math.exp(log_front))
+    tiny = 1e-300
+    b = x + 1 - a
+    c, d = 1 / tiny, 1 / b
+    h = d
+    for i in range(1, 10_000):
+        an = -i * (i - a)
+        b += 2
+        d = an * d + b
+        d = tiny if abs(d) < tiny else d
+        c = b + an / c
+        c = tiny if abs(c) < tiny else c
+        d = 1 / d
+        h *= d * c
+        if abs(d * c - 1) < 1e-15:
+            break
+    return min(1.0, math.exp(log_front) * h)
