@@ -19,8 +19,8 @@ from mpc.ring import ring
 from mpc.shares import Shared
 from protocols import activations as A
 from protocols import beaver
-from protocols import convert as C
 from protocols import layernorm as LN
+from protocols import onehot as O
 from protocols import softmax as SM
 
 
@@ -51,16 +51,8 @@ class CostOps:
 
     def requant(self, acc: Shared, c: int, table, out_bits: int) -> Shared:
         k = A.carry_digits_for(c)
-        self._add(
-            C.cost_requant(acc.shape, acc.dom.k, c, [ring(out_bits)], exact=True, carry_digits=k)
-        )
+        self._add(O.cost_requant(acc.shape, acc.dom.k, c, [(table, out_bits)], carry_digits=k))
         return Shared.phantom(ring(out_bits), acc.shape)
-
-    def extend(self, x: Shared, k: int, signed: bool = True) -> Shared:
-        if k <= x.dom.k:
-            return x.reduce(k)
-        self._add(C.cost_extend(x.shape, x.dom.k, k))
-        return Shared.phantom(ring(k), x.shape)
 
     def bmm(self, x: Shared, y: Shared) -> Shared:
         self._add(beaver.cost_bmm(x.shape, y.shape, x.dom.k))
@@ -70,18 +62,18 @@ class CostOps:
         self._add(beaver.cost_mul(x.shape, x.dom.k, y.shape))
         return Shared.phantom(x.dom, beaver.mul_shape(x.shape, y.shape))
 
-    def softmax(self, x: Shared, fmt: SM.SoftmaxFormat) -> Shared:
-        self._add(SM.cost_softmax(x.shape, fmt))
-        return Shared.phantom(ring(fmt.out_bits), x.shape)
+    def softmax(self, x: Shared, fmt: SM.SoftmaxFormat, k: int) -> Shared:
+        self._add(SM.cost_softmax(x.shape, fmt, k))
+        return Shared.phantom(ring(k), x.shape)
 
-    def layernorm(self, x: Shared, name: str, fmt: LN.LayerNormFormat) -> Shared:
-        self._add(LN.cost_layernorm(x.shape, x.dom.k, fmt))
-        return Shared.phantom(ring(fmt.out_bits), x.shape)
+    def layernorm(self, x: Shared, name: str, fmt: LN.LayerNormFormat, k: int) -> Shared:
+        self._add(LN.cost_layernorm(x.shape, x.dom.k, fmt, k))
+        return Shared.phantom(ring(k), x.shape)
 
-    def gelu(self, acc: Shared, c: int, fin: A.Fixed, fout: A.Fixed) -> Shared:
-        k = A.carry_digits_for(c)
-        self._add(A.cost_gelu_requant(acc.shape, c, fin, fout, out_bits=8, carry_digits=k))
-        return Shared.phantom(ring(8), acc.shape)
+    def gelu(self, acc: Shared, c: int, fin: A.Fixed, fout: A.Fixed, k: int) -> Shared:
+        d = A.carry_digits_for(c)
+        self._add(A.cost_gelu_requant(acc.shape, c, fin, fout, out_bits=k, carry_digits=d))
+        return Shared.phantom(ring(k), acc.shape)
 
     def reveal(self, x: Shared):
         self._add(Cost((0, msg(x.dom, x.size)), (0, 0), 1))

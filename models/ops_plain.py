@@ -83,32 +83,27 @@ class PlainOps:
         out = C.reference_requant(acc.data, B, c, [(table, ring(out_bits))], exact=True)[0]
         return Shared(ring(out_bits), out, 1)
 
-    def extend(self, x: Shared, k: int, signed: bool = True) -> Shared:
-        if k <= x.dom.k:
-            return x.reduce(k)
-        return Shared(ring(k), C.reference_extend(x.data, x.dom.k, k, signed), 1)
-
     def bmm(self, x: Shared, y: Shared) -> Shared:
         return self._wrap(x.dom.k, exact_matmul(_value(x), _value(y)))
 
     def mul(self, x: Shared, y: Shared) -> Shared:
         return Shared(x.dom, x.dom.mul(x.data, y.data), 1)
 
-    def softmax(self, x: Shared, fmt: SM.SoftmaxFormat) -> Shared:
-        return Shared(ring(fmt.out_bits), SM.reference_softmax(x.data, x.dom.k, fmt), 1)
+    def softmax(self, x: Shared, fmt: SM.SoftmaxFormat, k: int) -> Shared:
+        return Shared(ring(k), SM.reference_softmax(x.data, x.dom.k, fmt, k), 1)
 
-    def layernorm(self, x: Shared, name: str, fmt: LN.LayerNormFormat) -> Shared:
+    def layernorm(self, x: Shared, name: str, fmt: LN.LayerNormFormat, k: int) -> Shared:
         g, b = self.params.ln(name)
         if self.record is not None:
             v = _value(x).astype(np.float64)
             p = LN.plan(x.shape[-1], x.dom.k, fmt)
             std_top = 2.0 ** (p.Vt / 2) / x.shape[-1]
             self._note("ln_std_over_top", float(np.median(v.std(axis=-1)) / std_top))
-        return Shared(ring(fmt.out_bits), LN.reference_layernorm(x.data, g, b, x.dom.k, fmt), 1)
+        return Shared(ring(k), LN.reference_layernorm(x.data, g, b, x.dom.k, fmt, k), 1)
 
-    def gelu(self, acc: Shared, c: int, fin: A.Fixed, fout: A.Fixed) -> Shared:
-        out = A.reference_gelu_requant(acc.data, acc.dom.k, c, fin, fout, out_bits=8)
-        return Shared(ring(8), out, 1)
+    def gelu(self, acc: Shared, c: int, fin: A.Fixed, fout: A.Fixed, k: int) -> Shared:
+        out = A.reference_gelu_requant(acc.data, acc.dom.k, c, fin, fout, out_bits=k)
+        return Shared(ring(k), out, 1)
 
     def reveal(self, x: Shared) -> np.ndarray:
         return _value(x)

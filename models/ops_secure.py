@@ -6,9 +6,9 @@ multipliers, biases, LayerNorm gamma/beta); P0 deals. Per step (costs: the proto
 
 * dense:   ``beaver.linear_many`` on weights prepared ONCE (``prepare``: P2 sends W' - a,
            k|W'| bits, in scope "weights"); P2 adds b' to its share (local).
-* requant: ``convert.requant(exact=True)`` with the public table; the carry plan is
-           ``activations.carry_digits_for(c)`` (2 rounds for c <= 8, else 3).
-* extend:  ``convert.extend`` (int8 -> the consumer's ring; 8 bits, 1 round).
+* requant: ``onehot.requant`` (exact) with the public table, emitted over the consumer's
+           ring; the carry plan is ``activations.carry_digits_for(c)`` (2 rounds for
+           c <= 8, else 3).
 * bmm:     ``beaver.bmm`` (one opening of both operands).
 * softmax, layernorm (gamma/beta input by P2), GELU: ``protocols.softmax``,
   ``protocols.layernorm``, ``activations.gelu_requant``.
@@ -27,8 +27,8 @@ from mpc.ring import ring
 from mpc.shares import Shared
 from protocols import activations as A
 from protocols import beaver
-from protocols import convert as C
 from protocols import layernorm as LN
+from protocols import onehot as O
 from protocols import softmax as SM
 
 OWNER, CLIENT = 2, 1
@@ -85,14 +85,8 @@ class SecureOps:
         ]
 
     def requant(self, acc: Shared, c: int, table, out_bits: int) -> Shared:
-        tabs = [(table, ring(out_bits))]
         k = A.carry_digits_for(c)
-        return C.requant(self.rt, acc, c, tabs, exact=True, carry_digits=k)[0]
-
-    def extend(self, x: Shared, k: int, signed: bool = True) -> Shared:
-        if k <= x.dom.k:
-            return x.reduce(k)
-        return C.extend(self.rt, x, k, signed)
+        return O.requant(self.rt, acc, c, [(table, out_bits)], carry_digits=k)[0]
 
     def bmm(self, x: Shared, y: Shared) -> Shared:
         return beaver.bmm(self.rt, x, y)
@@ -100,18 +94,18 @@ class SecureOps:
     def mul(self, x: Shared, y: Shared) -> Shared:
         return beaver.mul(self.rt, x, y)
 
-    def softmax(self, x: Shared, fmt: SM.SoftmaxFormat) -> Shared:
-        return SM.softmax(self.rt, x, fmt)
+    def softmax(self, x: Shared, fmt: SM.SoftmaxFormat, k: int) -> Shared:
+        return SM.softmax(self.rt, x, fmt, k)
 
-    def layernorm(self, x: Shared, name: str, fmt: LN.LayerNormFormat) -> Shared:
+    def layernorm(self, x: Shared, name: str, fmt: LN.LayerNormFormat, k: int) -> Shared:
         g = b = None
         if self.rt.rank == OWNER:
             g, b = self.prep.private[name + ".g"], self.prep.private[name + ".b"]
-        return LN.layernorm(self.rt, x, g, b, fmt)
+        return LN.layernorm(self.rt, x, g, b, fmt, k)
 
-    def gelu(self, acc: Shared, c: int, fin: A.Fixed, fout: A.Fixed) -> Shared:
-        k = A.carry_digits_for(c)
-        return A.gelu_requant(self.rt, acc, c, fin, fout, out_bits=8, carry_digits=k)
+    def gelu(self, acc: Shared, c: int, fin: A.Fixed, fout: A.Fixed, k: int) -> Shared:
+        d = A.carry_digits_for(c)
+        return A.gelu_requant(self.rt, acc, c, fin, fout, out_bits=k, carry_digits=d)
 
     def reveal(self, x: Shared):
         out = self.rt.reveal(x, to=CLIENT)

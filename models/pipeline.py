@@ -9,14 +9,14 @@ reduction — means the same thing). Everything that needs a protocol goes throu
     ops.dense_many(x, names) -> [acc]    x W'_j + b'_j (private weights, one opening of x)
     ops.requant(acc, c, table, k)        T[floor(acc / 2^c)] over Z_2^k (exact requant)
     ops.mul(x, y)                        element-wise shared x shared product (broadcast)
-    ops.extend(x, k, signed)             Z_2^8 -> Z_2^k
     ops.bmm(x, y)                        batched shared x shared product
-    ops.softmax(x, fmt) / ops.layernorm(x, name, fmt) / ops.gelu(acc, c, in, out)
+    ops.softmax(x, fmt, k) / ops.layernorm(x, name, fmt, k) / ops.gelu(acc, c, in, out, k)
+                                         (outputs over the consumer's ring Z_2^k)
     ops.reveal(x) -> signed ints (P1) or None
 
 Layer i (L tokens, int8 input h over Z_2^max(ring_qkv, ring_attn - t_attn)):
   qkv        Q, K, V = h W'_{q,k,v} + b' (linear_many); ONE exact requant (round, clamp to
-             int8, ``idx_bits`` index) of all three; extend to the score / context rings.
+             int8, ``idx_bits`` index) of all three, emitted over the score / context ring.
   scores     S = Q K^T per head (bmm over Z_2^(c_s + score_idx_bits)); exact requant to
              clamp(round(S / 2^c_s), floor, 127) in the softmax input format; padded keys
              then get the lowest input -128 by one Beaver product with the shared mask,
@@ -37,8 +37,9 @@ Head: pooler ([CLS] row, dense, requant with a tanh table to round(127 tanh)), c
 (dense) -> integer logits over ring_cls, revealed to P1 only.
 
 Conventions: every requant rounds half up (the pipeline adds 2^(c-1) to the accumulator, so
-a converter must NOT add it to b'); int8 results come out over Z_2^8 and are extended to the
-consumer's ring (2^8 (k-8) bits offline per element, less than a requant table over Z_2^k).
+a converter must NOT add it to b'); every requant / LayerNorm / GELU / softmax emits its
+int8 (uint8) result directly over the consumer's ring (one-hot output stage,
+``protocols.onehot``: no ring extension).
 """
 
 from __future__ import annotations
@@ -86,8 +87,9 @@ def _round(acc: Shared, c: int, bits: int) -> Shared:
     return acc.reduce(c + bits) + (1 << (c - 1))
 
 
-def _to_int8(ops, acc: Shared, c: int, bits: int) -> Shared:
-    return ops.requant(_round(acc, c, bits), c, clamp_table(bits), 8)
+def _to_int8(ops, acc: Shared, c: int, bits: int, k: int) -> Shared:
+    """round(acc / 2^c) clamped to int8, over the consumer's ring Z_2^k."""
+    return ops.requant(_round(acc, c, bits), c, clamp_table(bits), k)
 
 
 def _scaled(x: Shared, t: int, k: int) -> Shared:
@@ -111,7 +113,7 @@ def layer(ops, cfg: QBertConfig, i: int, h: Shared, mask: Shared, cls_only: bool
         q, k, v = ops.dense_many(h.reduce(lf.ring_qkv), [p + "q", p + "k", p + "v"])
         q = q[:Lq]
         flat = concatenate([a.reshape(-1) for a in (q, k, v)])
-        flat = ops.extend(_to_int8(ops, flat, lf.c_qkv, cfg.idx_bits), cfg.qkv_out_ring(lf))
+        flat = _to_int8(ops, flat, lf.c_qkv, cfg.idx_bits, cfg.qkv_out_ring(lf))
         n, m = Lq * d, L * d
         q = _heads(flat[:n].reshape(Lq, d), H, (1, 0, 2)).reduce(rs)
         k = _heads(flat[n : n + m].reshape(L, d), H, (1, 2, 0)).reduce(rs)
@@ -123,24 +125,24 @@ def layer(ops, cfg: QBertConfig, i: int, h: Shared, mask: Shared, cls_only: bool
         half = 1 << (b - 1)
         s = ops.mul(s + half, mask.reduce(b + 1)) - half  # padded keys -> -2^(b-1)
     with ops.scope("softmax"):
-        prob = ops.softmax(s, cfg.softmax)
+        prob = ops.softmax(s, cfg.softmax, rc)
     with ops.scope("context"):
-        ctx = ops.bmm(ops.extend(prob, rc, signed=False), v)  # [H, Lq, dh]
+        ctx = ops.bmm(prob, v)  # [H, Lq, dh]
         ctx = ctx.transpose(1, 0, 2).reshape(Lq, d)
-        ctx = ops.extend(_to_int8(ops, ctx, cfg.ctx_shift, cfg.idx_bits), lf.ring_attn)
+        ctx = _to_int8(ops, ctx, cfg.ctx_shift, cfg.idx_bits, lf.ring_attn)
     with ops.scope("attn_out"):
         (acc,) = ops.dense_many(ctx, [p + "o"])
         r = _scaled(h[:Lq], lf.t_attn, lf.ring_attn) + acc
     with ops.scope("ln1"):
-        h1 = ops.extend(ops.layernorm(r, p + "ln1", lf.ln1), cfg.ln1_out_ring(lf))
+        h1 = ops.layernorm(r, p + "ln1", lf.ln1, cfg.ln1_out_ring(lf))
     with ops.scope("ffn1_gelu"):
         (acc,) = ops.dense_many(h1.reduce(lf.ring_ffn1), [p + "f1"])
-        g = ops.extend(ops.gelu(acc, lf.c_ffn1, cfg.gelu_in, cfg.gelu_out), lf.ring_ffn2)
+        g = ops.gelu(acc, lf.c_ffn1, cfg.gelu_in, cfg.gelu_out, lf.ring_ffn2)
     with ops.scope("ffn2"):
         (acc,) = ops.dense_many(g, [p + "f2"])
         r = _scaled(h1, lf.t_ffn2, lf.ring_ffn2) + acc
     with ops.scope("ln2"):
-        return ops.extend(ops.layernorm(r, p + "ln2", lf.ln2), cfg.layer_in_ring(i + 1))
+        return ops.layernorm(r, p + "ln2", lf.ln2, cfg.layer_in_ring(i + 1))
 
 
 def logits(ops, cfg: QBertConfig, x: Shared, mask: Shared):
@@ -162,8 +164,7 @@ def logits(ops, cfg: QBertConfig, x: Shared, mask: Shared):
     with ops.scope("pooler"):
         (acc,) = ops.dense_many(h[:1], ["pooler"])
         f = cfg.tanh_in.bits
-        t = ops.requant(_round(acc, hd.c_pool, f), hd.c_pool, tanh_table(cfg), 8)
-        t = ops.extend(t, hd.ring_cls)
+        t = ops.requant(_round(acc, hd.c_pool, f), hd.c_pool, tanh_table(cfg), hd.ring_cls)
     with ops.scope("classifier"):
         (out,) = ops.dense_many(t, ["classifier"])
     with ops.scope("reveal"):

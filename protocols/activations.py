@@ -40,6 +40,7 @@ from mpc.ring import DomainMismatch, Ring, ring
 from mpc.shares import Shared
 from protocols import convert as C
 from protocols import lut as L
+from protocols import onehot as O
 
 U64 = np.uint64
 
@@ -282,9 +283,9 @@ def gelu_requant(
     Cost: ``cost_gelu_requant``."""
     out_bits = _gelu_args(acc, c, in_format, out_bits, out_format)
     a = acc.reduce(c + in_format.bits) + (1 << (c - 1))
-    tab = [(gelu_table(in_format, out_format), ring(out_bits))]
+    tab = [(gelu_table(in_format, out_format), out_bits)]
     k = carry_digits_for(c) if carry_digits is None else carry_digits
-    return C.requant(rt, a, c, tab, exact=True, carry_digits=k)[0]
+    return O.requant(rt, a, c, tab, carry_digits=k)[0]
 
 
 def reference_gelu_requant(
@@ -302,6 +303,5 @@ def cost_gelu_requant(
 ) -> Cost:
     out_bits = out_format.bits if out_bits is None else out_bits
     k = carry_digits_for(c) if carry_digits is None else carry_digits
-    return C.cost_requant(
-        shape, c + in_format.bits, c, [ring(out_bits)], exact=True, carry_digits=k
-    )
+    tab = [(gelu_table(in_format, out_format), out_bits)]
+    return O.cost_requant(shape, c + in_format.bits, c, tab, carry_digits=k)

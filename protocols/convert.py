@@ -142,50 +142,7 @@ def requant(
 
     priv = PRG(fresh_seed(), "p0-private") if rt.is_dealer else None
     u = priv.bits((n,)) if priv else None
-    offs = np.cumsum([0] + plan[:-1]).tolist()
-    if len(plan) == 1:
-        ktab = deal_tables(
-            rt,
-            BOOL,
-            n,
-            1 << c,
-            lambda lo, hi: (
-                (((rf[lo:hi, None] & lmask) + np.arange(1 << c, dtype=U64)) >> U64(c))
-                ^ u[lo:hi, None]
-            ),
-            lazy=True,
-        )
-    else:
-        rho = priv.ring(ring(2), (n, len(plan))) if priv else None
-        stabs = [
-            deal_tables(
-                rt,
-                ring(2),
-                n,
-                1 << w,
-                lambda lo, hi, w=w, o=o, i=i: (
-                    (
-                        _state(
-                            ((rf[lo:hi, None] >> U64(o)) & U64((1 << w) - 1))
-                            + np.arange(1 << w, dtype=U64),
-                            w,
-                        )
-                        + rho[lo:hi, i : i + 1]
-                    )
-                    & U64(3)
-                ),
-                lazy=True,
-            )
-            for i, (w, o) in enumerate(zip(plan, offs, strict=True))
-        ]
-        ctab = deal_tables(
-            rt,
-            BOOL,
-            n,
-            4 ** len(plan),
-            lambda lo, hi: _carry_table(rho[lo:hi], len(plan)) ^ u[lo:hi, None],
-            lazy=True,
-        )
+    ckey = deal_carry(rt, rf, c, plan, u, priv, n)
     utabs = [
         deal_tables(
             rt,
@@ -202,25 +159,94 @@ def requant(
 
     delta = _open(rt, acc - r).reshape(-1)
     dh, dl = delta >> U64(c), delta & lmask
-    if len(plan) == 1:
-        tsh = gather(ktab, dl)
-    else:
-        zsh = np.stack(
-            [
-                gather(s, (dl >> U64(o)) & U64((1 << w) - 1))
-                for s, w, o in zip(stabs, plan, offs, strict=True)
-            ],
-            axis=1,
-        )
-        (zo,) = rt.exchange([(ring(2), zsh)])
-        z = (zsh + zo) & U64(3)
-        tsh = gather(ctab, flat_index([z[:, i] for i in range(len(plan))], [2] * len(plan)))
+    tsh = carry_share(rt, ckey, dl)
     (to,) = rt.exchange([(BOOL, tsh)])
     idx = (dh << U64(1)) | (tsh ^ to)
     return [
         Shared(d, gather(t, idx).reshape(shape), rt.rank)
         for t, (_, d) in zip(utabs, tabs, strict=True)
     ]
+
+
+# -- carry of the low c bits (shared by the exact requants) ---------------------------------
+def deal_carry(rt, rf, c: int, plan: list[int], u, priv, n: int):
+    """Deal the tables giving XOR shares of k xor u, k = [delta_l + r_l >= 2^c], for n
+    elements with flat masks ``rf`` and dealer bits ``u`` (P0's, None elsewhere): one XOR
+    table over delta_l (one digit) or per-digit Z_4 state tables and a 4^k carry table."""
+    lmask = U64((1 << c) - 1)
+    if len(plan) == 1:
+        ktab = deal_tables(
+            rt,
+            BOOL,
+            n,
+            1 << c,
+            lambda lo, hi: (
+                (((rf[lo:hi, None] & lmask) + np.arange(1 << c, dtype=U64)) >> U64(c))
+                ^ u[lo:hi, None]
+            ),
+            lazy=True,
+        )
+        return plan, ktab, None
+    offs = np.cumsum([0] + plan[:-1]).tolist()
+    rho = priv.ring(ring(2), (n, len(plan))) if priv else None
+    stabs = [
+        deal_tables(
+            rt,
+            ring(2),
+            n,
+            1 << w,
+            lambda lo, hi, w=w, o=o, i=i: (
+                (
+                    _state(
+                        ((rf[lo:hi, None] >> U64(o)) & U64((1 << w) - 1))
+                        + np.arange(1 << w, dtype=U64),
+                        w,
+                    )
+                    + rho[lo:hi, i : i + 1]
+                )
+                & U64(3)
+            ),
+            lazy=True,
+        )
+        for i, (w, o) in enumerate(zip(plan, offs, strict=True))
+    ]
+    ctab = deal_tables(
+        rt,
+        BOOL,
+        n,
+        4 ** len(plan),
+        lambda lo, hi: _carry_table(rho[lo:hi], len(plan)) ^ u[lo:hi, None],
+        lazy=True,
+    )
+    return plan, stabs, ctab
+
+
+def carry_share(rt, key, dl: np.ndarray) -> np.ndarray:
+    """P1/P2: XOR share of k xor u at the public low digits ``dl`` (one exchange of the
+    masked digit states first if the plan has several digits)."""
+    plan, tabs, ctab = key
+    if ctab is None:
+        return gather(tabs, dl)
+    offs = np.cumsum([0] + plan[:-1]).tolist()
+    zsh = np.stack(
+        [
+            gather(s, (dl >> U64(o)) & U64((1 << w) - 1))
+            for s, w, o in zip(tabs, plan, offs, strict=True)
+        ],
+        axis=1,
+    )
+    (zo,) = rt.exchange([(ring(2), zsh)])
+    z = (zsh + zo) & U64(3)
+    return gather(ctab, flat_index([z[:, i] for i in range(len(plan))], [2] * len(plan)))
+
+
+def cost_carry(n: int, c: int, plan: list[int]) -> Cost:
+    """Carry stage alone: offline tables; online the digit states (several digits)."""
+    if len(plan) == 1:
+        return Cost((0, 0), (0, msg(BOOL, n << c)), 0)
+    on = msg(ring(2), n * len(plan))
+    off = sum(msg(ring(2), n << w) for w in plan) + msg(BOOL, n * 4 ** len(plan))
+    return Cost((on, on), (0, off), 1)
 
 
 def _open(rt, x: Shared) -> np.ndarray:
@@ -284,15 +310,9 @@ def cost_requant(
         return Cost((on, on), (0, sum(msg(d, n << hb) for d in out_doms)), 1)
     plan = carry_plan(c, carry_digits, max_index_bits)
     off = sum(msg(d, n << (hb + 1)) for d in out_doms)
-    if len(plan) == 1:
-        off += msg(BOOL, n << c)
-        on += msg(BOOL, n)
-        rounds = 2
-    else:
-        off += sum(msg(ring(2), n << w) for w in plan) + msg(BOOL, n * 4 ** len(plan))
-        on += msg(ring(2), n * len(plan)) + msg(BOOL, n)
-        rounds = 3
-    return Cost((on, on), (0, off), rounds)
+    cc = cost_carry(n, c, plan)
+    on += cc.online[0] + msg(BOOL, n)
+    return Cost((on, on), (0, off + cc.offline[1]), 2 + cc.rounds)
 
 
 # -- ring extension -------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from mpc.shares import ShapeMismatch, Shared
 from protocols import activations as A
 from protocols import beaver
 from protocols import convert as C
+from protocols import onehot as O
 
 U64 = np.uint64
 
@@ -177,9 +178,12 @@ def _check(rt, x, gamma, beta, fmt) -> _Plan:
     return p
 
 
-def layernorm(rt, x: Shared, gamma=None, beta=None, fmt=LayerNormFormat()) -> Shared:
+def layernorm(
+    rt, x: Shared, gamma=None, beta=None, fmt=LayerNormFormat(), out_ring: int | None = None
+) -> Shared:
     """LayerNorm of x over the last axis (see module doc); ``gamma``/``beta`` are P2's
-    integer arrays of shape (d,) (None on the other parties). Cost: ``cost_layernorm``."""
+    integer arrays of shape (d,) (None on the other parties). Output over Z_2^out_ring
+    (default out_bits). Cost: ``cost_layernorm``."""
     p = _check(rt, x, gamma, beta, fmt)
     R = x.dom
     g = rt.input(2, R, (p.d,), gamma if rt.rank == 2 else None)
@@ -189,12 +193,14 @@ def layernorm(rt, x: Shared, gamma=None, beta=None, fmt=LayerNormFormat()) -> Sh
     if rt.rank == 2:
         off = R.reduce(np.asarray(beta, dtype=np.int64)) << U64(p.c - fmt.gamma_frac)
         z = Shared(R, R.add(z.data, off), 2)
-    tab = [(_out_table(fmt, p.hb), ring(fmt.out_bits))]
+    tab = [(_out_table(fmt, p.hb), out_ring or fmt.out_bits)]
     k = A.carry_digits_for(p.c)
-    return C.requant(rt, z.reduce(p.c + p.hb), p.c, tab, exact=True, carry_digits=k)[0]
+    return O.requant(rt, z.reduce(p.c + p.hb), p.c, tab, carry_digits=k)[0]
 
 
-def reference_layernorm(x, gamma, beta, k: int, fmt=LayerNormFormat()) -> np.ndarray:
+def reference_layernorm(
+    x, gamma, beta, k: int, fmt=LayerNormFormat(), out_ring: int | None = None
+) -> np.ndarray:
     """The same integer pipeline in plaintext (x canonical over Z_2^k)."""
     x = np.asarray(x)
     p = plan(x.shape[-1], k, fmt)
@@ -203,11 +209,11 @@ def reference_layernorm(x, gamma, beta, k: int, fmt=LayerNormFormat()) -> np.nda
     r = A.reference_rsqrt(ring(p.Vt).reduce(V), p.Vt, p.cv, p.K, k)
     off = R.reduce(np.asarray(beta, dtype=np.int64)) << U64(p.c - fmt.gamma_frac)
     z = R.add(R.add(R.mul(u, r), off), U64(1 << (p.c - 1)))
-    tab = [(_out_table(fmt, p.hb), ring(fmt.out_bits))]
-    return C.reference_requant(ring(p.c + p.hb).reduce(z), p.c + p.hb, p.c, tab, exact=True)[0]
+    tab = [(_out_table(fmt, p.hb), out_ring or fmt.out_bits)]
+    return O.reference_requant(ring(p.c + p.hb).reduce(z), p.c + p.hb, p.c, tab)[0]
 
 
-def cost_layernorm(shape, k: int, fmt=LayerNormFormat()) -> Cost:
+def cost_layernorm(shape, k: int, fmt=LayerNormFormat(), out_ring: int | None = None) -> Cost:
     shape = tuple(shape)
     p = plan(shape[-1], k, fmt)
     rows = shape[:-1] + (1,)
@@ -215,12 +221,11 @@ def cost_layernorm(shape, k: int, fmt=LayerNormFormat()) -> Cost:
         cost_moments(shape, k)
         + A.cost_rsqrt(rows, p.Vt, p.cv, k, carry_digits=p.cv_digits)
         + beaver.cost_mul(shape, k, rows)
-        + C.cost_requant(
+        + O.cost_requant(
             shape,
             p.c + p.hb,
             p.c,
-            [ring(fmt.out_bits)],
-            exact=True,
+            [(_out_table(fmt, p.hb), out_ring or fmt.out_bits)],
             carry_digits=A.carry_digits_for(p.c),
         )
     )

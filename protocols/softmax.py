@@ -48,8 +48,8 @@ from mpc.cost import Cost, msg
 from mpc.ring import DomainMismatch, Ring, ring
 from mpc.shares import ShapeMismatch, Shared, concatenate
 from protocols import activations as A
-from protocols import convert as C
 from protocols import lut as L
+from protocols import onehot as O
 
 U64 = np.uint64
 
@@ -221,9 +221,12 @@ def _check(x, fmt: SoftmaxFormat) -> _Plan:
     return plan(x.shape[-1], fmt)
 
 
-def softmax(rt, x: Shared, fmt: SoftmaxFormat = SoftmaxFormat()) -> Shared:
-    """round(out_one * softmax(x)) over the last axis, over Z_2^out_bits (see module doc).
-    Cost: ``cost_softmax``."""
+def softmax(
+    rt, x: Shared, fmt: SoftmaxFormat = SoftmaxFormat(), out_ring: int | None = None
+) -> Shared:
+    """round(out_one * softmax(x)) over the last axis, over Z_2^out_ring (default
+    out_bits; the value is at most 2^out_bits - 1 either way; see module doc). Cost:
+    ``cost_softmax``."""
     p = _check(x, fmt)
     b, fe = fmt.in_bits, fmt.exp_frac
     x9 = x.reduce(b + 1)
@@ -241,11 +244,13 @@ def softmax(rt, x: Shared, fmt: SoftmaxFormat = SoftmaxFormat()) -> Shared:
         h_min=p.h_min,
     )
     y = scale_rows(rt, e, alpha, beta, S) + (1 << (p.c - 1))
-    tab = [(_out_table(p, fmt), ring(fmt.out_bits))]
-    return C.requant(rt, y, p.c, tab, exact=True, carry_digits=A.carry_digits_for(p.c))[0]
+    tab = [(_out_table(p, fmt), out_ring or fmt.out_bits)]
+    return O.requant(rt, y, p.c, tab, carry_digits=A.carry_digits_for(p.c))[0]
 
 
-def reference_softmax(x, k: int, fmt: SoftmaxFormat = SoftmaxFormat()) -> np.ndarray:
+def reference_softmax(
+    x, k: int, fmt: SoftmaxFormat = SoftmaxFormat(), out_ring: int | None = None
+) -> np.ndarray:
     """The same integer pipeline in plaintext: x canonical in Z_2^k, output canonical
     uint64 over Z_2^out_bits."""
     x = np.asarray(x)
@@ -259,11 +264,11 @@ def reference_softmax(x, k: int, fmt: SoftmaxFormat = SoftmaxFormat()) -> np.nda
         ring(p.Ws).reduce(S), p.Ws, p.cs, p.K, p.W, taylor=True, h_min=p.h_min
     )
     y = RW.add(reference_scale_rows(e, alpha, beta, S, p.W), U64(1 << (p.c - 1)))
-    tab = [(_out_table(p, fmt), ring(fmt.out_bits))]
-    return C.reference_requant(y, p.W, p.c, tab, exact=True)[0]
+    tab = [(_out_table(p, fmt), out_ring or fmt.out_bits)]
+    return O.reference_requant(y, p.W, p.c, tab)[0]
 
 
-def cost_softmax(shape, fmt: SoftmaxFormat = SoftmaxFormat()) -> Cost:
+def cost_softmax(shape, fmt: SoftmaxFormat = SoftmaxFormat(), out_ring: int | None = None) -> Cost:
     shape = tuple(shape)
     p = plan(shape[-1], fmt)
     rows = shape[:-1] + (1,)
@@ -272,8 +277,12 @@ def cost_softmax(shape, fmt: SoftmaxFormat = SoftmaxFormat()) -> Cost:
         + A.cost_exp_lut(shape, fmt.in_bits, p.W)
         + A.cost_reciprocal(rows, p.Ws, p.cs, p.W, taylor=True, carry_digits=p.cs_digits)
         + cost_scale_rows(shape, p.W)
-        + C.cost_requant(
-            shape, p.W, p.c, [ring(fmt.out_bits)], exact=True, carry_digits=A.carry_digits_for(p.c)
+        + O.cost_requant(
+            shape,
+            p.W,
+            p.c,
+            [(_out_table(p, fmt), out_ring or fmt.out_bits)],
+            carry_digits=A.carry_digits_for(p.c),
         )
     )
 

@@ -1,0 +1,281 @@
+"""One-hot lookups with a bit-to-arithmetic output stage (project notes §4.2b): dealer
+material ~2^b bits per lookup instead of 2^b m bits, outputs in any ring Z_2^M.
+
+Tables are public integer arrays; each output table has m bits (two's complement if it
+has negative entries) and goes to its own ring Z_2^M (M >= m), so a requant emits directly
+in the consumer's ring (no ring extension after it).
+
+``requant`` (exact floor, same semantics and reference as ``convert.requant(exact=True)``):
+acc over Z_2^B, mask r = r_h 2^c + r_l from the seeds (free), dealer bit u.
+  offline  the carry tables of ``convert.deal_carry`` (XOR shares of k xor u); the one-hot
+           vector e of (u, r_h) over 2 x 2^hb positions (hb = B - c), XOR-shared (P1 from
+           its seed, P2 2^(hb+1) bits, whole 64-bit words); per slot t' in {0, 1} random
+           mask bits s_t' (free) and arithmetic shares of every bit of s_t' over
+           Z_2^(M - j) for table bit j (sum_j (M - j) bits per slot).
+  online   open delta = acc - r (B bits); [digit states, 2 bits per digit]; each party
+           computes XOR shares of both candidates y_t' = T[d_h + r_h + (t' xor u)] =
+           D_0(d_h + t') xor D_1(d_h + 1 - t'), D_v(s) = xor_j e[v, j] T[s + j] (bit-sliced
+           kernel), and opens t = k xor u with y_0 xor s_0 and y_1 xor s_1 in ONE round
+           (1 + 2 sum m bits); then y = y_t, whose arithmetic bits are
+           o_j + (1 - 2 o_j) <s_t,j> (o = y_t xor s_t public), summed with weights 2^j
+           (-2^(m-1) for a sign bit). Rounds: 2 (one carry digit) or 3.
+Both candidates are opened so the bit-to-arithmetic step needs no extra round; the
+dealer's arithmetic bits are dealt for both slots (the selected one is used).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numba import njit
+
+from mpc.cost import Cost, msg
+from mpc.prg import PRG, fresh_seed
+from mpc.ring import BOOL, DomainMismatch, Ring, ring
+from mpc.shares import Shared
+from protocols import convert as C
+from protocols.lut import MULTI_INDEX_BITS
+
+U64 = np.uint64
+WORD = ring(64)  # one-hot words travel as whole uint64 words (XOR shares)
+_ROWS = 1 << 15  # elements dealt / computed per chunk
+
+
+# -- tables ---------------------------------------------------------------------------------
+def table_bits(t: np.ndarray) -> tuple[int, bool]:
+    """(m, signed): the width of a table's entries (two's complement if any is negative)."""
+    t = np.asarray(t, dtype=np.int64)
+    lo, hi = int(t.min()), int(t.max())
+    if lo < 0:
+        return max(max(hi.bit_length(), (-lo - 1).bit_length()) + 1, 1), True
+    return max(hi.bit_length(), 1), False
+
+
+def _check_tables(tables, hb: int):
+    """[(T int64, m, signed, M)] from (T, ring or width) pairs; T of length 2^hb."""
+    out = []
+    if not tables:
+        raise ValueError("a lookup needs at least one output table")
+    for t, d in tables:
+        M = d.k if isinstance(d, Ring) else int(d)
+        t = np.asarray(t)
+        if t.dtype.kind not in "iu" or t.shape != (1 << hb,):
+            raise ValueError(f"table must be integers of shape ({1 << hb},), got {t.shape}")
+        m, sg = table_bits(t)
+        if not 1 <= m <= M <= 64:
+            raise ValueError(f"table entries of {m} bits do not fit the output ring Z2^{M}")
+        out.append((t.astype(np.int64), m, sg, M))
+    return out
+
+
+def _bit_layout(tabs):
+    """Per output bit (in table order): its table index, position j, ring width M - j."""
+    return [(i, j, M - j) for i, (_, m, _, M) in enumerate(tabs) for j in range(m)]
+
+
+@lru_cache(maxsize=64)
+def _rows_cached(key: bytes, hb: int, K: int) -> np.ndarray:
+    enc = np.frombuffer(key, dtype=np.uint64).reshape(K, 1 << hb)
+    return _build_rows(enc, hb)
+
+
+def _build_rows(bits: np.ndarray, hb: int) -> np.ndarray:
+    """rows[s, k, w]: bit b of word w is bit k of entry (s + 64 w + b) mod 2^hb (zero past
+    the table); ``bits`` is (K, 2^hb) of 0/1."""
+    N, K = 1 << hb, bits.shape[0]
+    Wh = -(-N // 64)
+    rows = np.zeros((N, K, Wh), dtype=U64)
+    j = np.arange(N)
+    for s0 in range(0, N, 256):
+        s = np.arange(s0, min(N, s0 + 256))
+        g = bits[:, (s[:, None] + j[None, :]) % N]  # (K, S, N)
+        pad = np.zeros((K, s.size, Wh * 64), dtype=np.uint8)
+        pad[:, :, :N] = g
+        packed = np.packbits(pad.reshape(K, s.size, Wh, 64), axis=-1, bitorder="little")
+        rows[s] = packed.view("<u8").reshape(K, s.size, Wh).transpose(1, 0, 2)
+    return rows
+
+
+def table_rows(tabs, hb: int) -> np.ndarray:
+    """Bit-sliced rotations of the concatenated output bits of ``tabs`` (cached)."""
+    enc = np.stack([(t.astype(U64) >> U64(j)) & U64(1) for t, m, _, _ in tabs for j in range(m)])
+    return _rows_cached(enc.astype(U64).tobytes(), hb, enc.shape[0])
+
+
+# -- kernel ---------------------------------------------------------------------------------
+@njit(cache=True, nogil=True)
+def _parity(x):  # pragma: no cover - numba
+    x ^= x >> np.uint64(32)
+    x ^= x >> np.uint64(16)
+    x ^= x >> np.uint64(8)
+    x ^= x >> np.uint64(4)
+    x ^= x >> np.uint64(2)
+    x ^= x >> np.uint64(1)
+    return np.uint8(x & np.uint64(1))
+
+
+@njit(cache=True, nogil=True)
+def _slots_kernel(e, dh, rows, out):  # pragma: no cover - numba
+    """out[t, i, k] = bit k of D_0(dh_i + t) xor D_1(dh_i + 1 - t) on e's shares
+    (e: (n, 2, Wh) words, rows: (N, K, Wh), out: (2, n, K) uint8)."""
+    n, Wh = e.shape[0], e.shape[2]
+    N, K = rows.shape[0], rows.shape[1]
+    for i in range(n):
+        for t in range(2):
+            s0 = (dh[i] + t) % N
+            s1 = (dh[i] + 1 - t) % N
+            for k in range(K):
+                acc = np.uint64(0)
+                for w in range(Wh):
+                    acc ^= (e[i, 0, w] & rows[s0, k, w]) ^ (e[i, 1, w] & rows[s1, k, w])
+                out[t, i, k] = _parity(acc)
+
+
+def slot_bits(e: np.ndarray, dh: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(2, n, K) XOR shares of the candidate outputs' bits (see module doc)."""
+    n = e.shape[0]
+    out = np.empty((2, n, rows.shape[1]), dtype=np.uint8)
+    N = U64(rows.shape[0])
+    _slots_kernel(e, (dh % N).astype(np.int64), rows, out)
+    return out
+
+
+# -- dealing --------------------------------------------------------------------------------
+def deal_onehot(rt, n: int, hb: int, pos=None) -> np.ndarray | None:
+    """XOR shares of n one-hot vectors over 2 x 2^hb positions, as (n, 2, Wh) uint64 words:
+    P1's from its seed, P2's the correction (whole words). P0 passes ``pos`` = (v, j)."""
+    Wh = -(-(1 << hb) // 64)
+    shape = (n, 2, Wh)
+    if rt.is_dealer:
+        v, j = pos
+        for lo in range(0, n, _ROWS):
+            hi = min(n, lo + _ROWS)
+            e = np.zeros((hi - lo, 2, Wh), dtype=U64)
+            rows = np.arange(hi - lo)
+            e[rows, v[lo:hi].astype(np.intp), (j[lo:hi] >> U64(6)).astype(np.intp)] = U64(1) << (
+                j[lo:hi] & U64(63)
+            )
+            rt.deal(2, WORD, e ^ WORD.random(rt.prg(1), e.shape))
+        return None
+    if rt.rank == 1:
+        return WORD.random(rt.prg(0), shape)
+    return rt.take(WORD, shape)
+
+
+def _width_groups(layout):
+    """{ring width: [bit columns]} of the arithmetic mask bits."""
+    groups: dict[int, list[int]] = {}
+    for col, (_, _, w) in enumerate(layout):
+        groups.setdefault(w, []).append(col)
+    return groups
+
+
+def deal_b2a(rt, s, n: int, layout) -> dict | None:
+    """Arithmetic shares of the mask bits s (P0: (2, n, K) 0/1) per ring width: one message
+    per width of shape (2, n, cols)."""
+    out = {}
+    for w, cols in sorted(_width_groups(layout).items()):
+        val = s[:, :, cols] if rt.is_dealer else None
+        sh = rt.dealer_shared(ring(w), (2, n, len(cols)), val)
+        out[w] = (cols, None if rt.is_dealer else sh.data)
+    return None if rt.is_dealer else out
+
+
+def b2a_outputs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict, shape):
+    """Arithmetic shares of the selected slot: o (2, n, K) public bits, t (n,) public slot."""
+    n = t.size
+    rows = np.arange(n)
+    osel = o[t.astype(np.intp), rows].astype(U64)  # (n, K)
+    accs = [np.zeros(n, dtype=U64) for _ in tabs]
+    for cols, sh in arith.values():
+        ssel = sh[t.astype(np.intp), rows]  # (n, len(cols))
+        for c_i, col in enumerate(cols):
+            ti, j, _ = layout[col]
+            ob = osel[:, col]
+            v = ssel[:, c_i] * (U64(1) - U64(2) * ob)
+            if rt.rank == 1:
+                v = v + ob
+            _, m, sg, _ = tabs[ti]
+            if sg and j == m - 1:
+                accs[ti] -= v << U64(j)
+            else:
+                accs[ti] += v << U64(j)
+    return [
+        Shared(ring(M), (a & ring(M).mask).reshape(shape), rt.rank)
+        for a, (_, _, _, M) in zip(accs, tabs, strict=True)
+    ]
+
+
+MAX_HB = 12  # one-hot of 2^13 bits (1 KiB) per element at most
+
+
+def _check_acc(acc, c: int) -> int:
+    if not isinstance(acc, Shared) or not isinstance(acc.dom, Ring):
+        raise DomainMismatch(f"requant input must be a share over a ring, got {acc!r}")
+    B = acc.dom.k
+    if not 1 <= c < B or B - c > MAX_HB:
+        raise ValueError(f"shift c={c} of Z2^{B}: need 1 <= c < B and B - c <= {MAX_HB}")
+    return B
+
+
+# -- exact requant --------------------------------------------------------------------------
+def requant(
+    rt, acc: Shared, c: int, tables, *, carry_digits=None, max_index_bits=MULTI_INDEX_BITS
+) -> list[Shared]:
+    """Shares over Z_2^M of T[floor(acc / 2^c) mod 2^(B-c)] for each (T, M) in ``tables``
+    (T of length 2^(B-c); M a ring or a width). Reference: ``reference_requant``; cost:
+    ``cost_requant``."""
+    B = _check_acc(acc, c)
+    hb, shape, n = B - c, acc.shape, acc.size
+    tabs = _check_tables(tables, hb)
+    layout = _bit_layout(tabs)
+    K = len(layout)
+    plan = C.carry_plan(c, carry_digits, max_index_bits)
+    r = rt.random_shared(ring(B), shape)
+    rf = r.reshape(-1) if rt.is_dealer else None
+    priv = PRG(fresh_seed(), "p0-private") if rt.is_dealer else None
+    u = priv.bits((n,)) if priv else None
+    ckey = C.deal_carry(rt, rf, c, plan, u, priv, n)
+    e = deal_onehot(rt, n, hb, (u, rf >> U64(c)) if rt.is_dealer else None)
+    s = rt.random_shared(BOOL, (2, n, K))
+    arith = deal_b2a(rt, s, n, layout)
+    if rt.is_dealer:
+        return [Shared.phantom(ring(M), shape) for *_, M in tabs]
+
+    delta = C._open(rt, acc - r).reshape(-1)
+    dh, dl = delta >> U64(c), delta & U64((1 << c) - 1)
+    tsh = C.carry_share(rt, ckey, dl)
+    y = slot_bits(e, dh, table_rows(tabs, hb))
+    z = y ^ s.data.astype(np.uint8)
+    to, zo = rt.exchange([(BOOL, tsh), (BOOL, z)])
+    t = tsh ^ to
+    o = z ^ zo.astype(np.uint8)
+    return b2a_outputs(rt, tabs, layout, o, t, arith, shape)
+
+
+def reference_requant(acc, B: int, c: int, tables) -> list[np.ndarray]:
+    """Plaintext: T[floor(acc / 2^c) mod 2^(B-c)] reduced into each table's ring."""
+    tabs = _check_tables(tables, B - c)
+    return C.reference_requant(acc, B, c, [(t, ring(M)) for t, _, _, M in tabs], exact=True)
+
+
+def cost_requant(
+    shape, B: int, c: int, tables, *, carry_digits=None, max_index_bits=MULTI_INDEX_BITS
+) -> Cost:
+    """Online B + (2 per digit if several) + 1 + 2 sum m bits per party; offline carry
+    tables + 2^(hb+1) bits (whole words) + 2 sum_j (M - j) bits; 2 or 3 rounds. ``tables``
+    may give (m, M) pairs instead of (T, M)."""
+    n, hb = int(np.prod(shape, dtype=np.int64)), B - c
+    plan = C.carry_plan(c, carry_digits, max_index_bits)
+    specs = [
+        (d if isinstance(d, int) else d.k, t if isinstance(t, int) else table_bits(t)[0])
+        for t, d in tables
+    ]
+    layout = [(0, j, M - j) for M, m in specs for j in range(m)]
+    K = len(layout)
+    cc = C.cost_carry(n, c, plan)
+    on = msg(ring(B), n) + cc.online[0] + msg(BOOL, n) + msg(BOOL, 2 * n * K)
+    off = cc.offline[1] + msg(WORD, n * 2 * -(-(1 << hb) // 64))
+    off += sum(msg(ring(w), 2 * n * len(cols)) for w, cols in _width_groups(layout).items())
+    return Cost((on, on), (0, off), 2 + cc.rounds)
