@@ -300,10 +300,16 @@ JOBS.setdefault(BENCH_JOB.name, BENCH_JOB)
 
 
 def measure(
-    name: str, quick: bool, repeats: int, timeout: float = 600.0, live: bool = False
+    name: str,
+    quick: bool,
+    repeats: int,
+    timeout: float = 600.0,
+    live: bool = False,
+    entry: str = "benchmarks.bench_protocols",
 ) -> dict:
     """One workload on dealt material (P1, P2 processes); with ``live`` also once more with
-    the helper P0 as a third process streaming its material (column live_s)."""
+    the helper P0 as a third process streaming its material (column live_s). ``entry``: the
+    module the party processes run (one that registers extra WORKLOADS, then calls main)."""
     from net.cli import run_job
 
     w = WORKLOADS[name]
@@ -315,7 +321,7 @@ def measure(
         quick_size=int(quick),
         repeats=repeats,
     )
-    out = run_job(args, BENCH_JOB, entry="benchmarks.bench_protocols")
+    out = run_job(args, BENCH_JOB, entry=entry)
     s = out["merged"]["scopes"]["proto"]
     declared = w.declared(w.shape(quick)).times(repeats)
     measured = (s["online_bytes"], s["offline_bytes"], s["rounds"])
@@ -337,7 +343,7 @@ def measure(
     row["deal_s"] = round(out["offline"]["seconds"], 3)
     if live:
         args.mode = "3party"
-        out3 = run_job(args, BENCH_JOB, entry="benchmarks.bench_protocols")
+        out3 = run_job(args, BENCH_JOB, entry=entry)
         row["live_s"] = round(out3["merged"]["scopes"]["proto"]["median_seconds"], 4)
     if "float64_gemm_seconds" in out["result"]:
         g = out["result"]["float64_gemm_seconds"]

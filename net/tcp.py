@@ -550,7 +550,9 @@ class TcpTransport(Transport):
         return conn
 
     def _register(self, peer: int, conn: _PlainConn | _TlsConn) -> None:
-        link = _Link(peer, conn)
+        from net.shaping import maybe_wrap  # LAN/WAN emulation when QBERT_NET_SHAPE is set
+
+        link = _Link(peer, maybe_wrap(conn))
         with self._lock:
             if self._closing:
                 conn.shutdown()
