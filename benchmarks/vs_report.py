@@ -210,6 +210,30 @@ def _plots(results: dict, emulated: dict, out: Path) -> list[str]:
     return files
 
 
+GOALS = {"speedup_e2e": 25, "speedup_online": 50, "bytes_ratio": 45}  # issue 6
+
+
+def headline(rows: list[dict]) -> list[str]:
+    """BERT rows against the goals of issue 6 (which numbers are projected is said)."""
+    out = []
+    for r in rows:
+        if r["workload"] not in ("bert_layer", "bert_base"):
+            continue
+        kind = "measured"
+        if "PROJECT" in str(r.get("ours_status")) or "PROJECT" in str(r.get("crypten_status")):
+            kind = "ours PROJECTED" if "PROJECT" in str(r.get("ours_status")) else "measured"
+            if "PROJECT" in str(r.get("crypten_status")):
+                kind += ", CrypTen PROJECTED"
+        parts = []
+        for k, goal in GOALS.items():
+            v = r.get(k)
+            if v is not None:
+                ok = "met" if v >= goal else "not met"
+                parts.append(f"{k} {v:.1f}× (goal ≥ {goal}×: {ok})")
+        out.append(f"- **{r['workload']}** ({kind}): " + "; ".join(parts))
+    return out
+
+
 def _notes(data: dict) -> list[str]:
     res = data["results"]
     notes = [
@@ -286,6 +310,8 @@ def write(data: dict, out: Path) -> str:
         f"{'--quick (small shapes)' if data['settings']['quick'] else 'full sizes'}, "
         f"{data['settings']['repeats']} run(s) per workload."
     )
+    if not data.get("complete", True):
+        head += " **PARTIAL: the run was still in progress when this was written.**"
     md = [
         "## Results: qbert-mpc vs CrypTen",
         "",
@@ -293,6 +319,8 @@ def write(data: dict, out: Path) -> str:
         "`benchmarks/results/vs_crypten.json`.",
         "",
         head,
+        "",
+        *headline(rows),
         "",
         format_table(rows, COLUMNS),
         "",
