@@ -186,8 +186,8 @@ def reciprocal(
     the plain table, or [alpha', beta] (both over Z_2^out_bits) with ``taylor`` (buckets
     below ``h_min`` reuse h_min's tangent). Cost: ``cost_reciprocal``."""
     B = _ring_share(s, "reciprocal input").k
-    tabs = _recip_tables(B, c, K, out_bits, taylor, h_min)
-    return C.requant(rt, s, c, tabs, exact=True, carry_digits=carry_digits)
+    tabs = [(t, d, out_bits) for t, d in _recip_tables(B, c, K, out_bits, taylor, h_min)]
+    return O.requant(rt, s, c, tabs, carry_digits=carry_digits)
 
 
 def reference_reciprocal(
@@ -198,8 +198,8 @@ def reference_reciprocal(
 
 
 def cost_reciprocal(shape, B: int, c: int, out_bits: int, *, taylor=False, carry_digits=None):
-    doms = [ring(out_bits)] * (2 if taylor else 1)
-    return C.cost_requant(shape, B, c, doms, exact=True, carry_digits=carry_digits)
+    tabs = [(out_bits, out_bits)] * (2 if taylor else 1)
+    return O.cost_requant(shape, B, c, tabs, carry_digits=carry_digits)
 
 
 # -- rsqrt ------------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def rsqrt(rt, v: Shared, c: int, K: float, out_bits: int, *, carry_digits=None) 
     Z_2^out_bits. Cost: ``cost_rsqrt``."""
     B = _ring_share(v, "rsqrt input").k
     t = _fits(rsqrt_table(B - c, c, K, (1 << out_bits) - 1), out_bits)
-    return C.requant(rt, v, c, [(t, ring(out_bits))], exact=True, carry_digits=carry_digits)[0]
+    return O.requant(rt, v, c, [(t, out_bits, out_bits)], carry_digits=carry_digits)[0]
 
 
 def reference_rsqrt(v, B: int, c: int, K: float, out_bits: int) -> np.ndarray:
@@ -226,7 +226,7 @@ def reference_rsqrt(v, B: int, c: int, K: float, out_bits: int) -> np.ndarray:
 
 
 def cost_rsqrt(shape, B: int, c: int, out_bits: int, *, carry_digits=None) -> Cost:
-    return C.cost_requant(shape, B, c, [ring(out_bits)], exact=True, carry_digits=carry_digits)
+    return O.cost_requant(shape, B, c, [(out_bits, out_bits)], carry_digits=carry_digits)
 
 
 # -- GELU -------------------------------------------------------------------------------

@@ -44,8 +44,12 @@ _ROWS = 1 << 15  # elements dealt / computed per chunk
 
 # -- tables ---------------------------------------------------------------------------------
 def table_bits(t: np.ndarray) -> tuple[int, bool]:
-    """(m, signed): the width of a table's entries (two's complement if any is negative)."""
-    t = np.asarray(t, dtype=np.int64)
+    """(m, signed): the width of a table's entries (two's complement if any is negative;
+    uint64 tables are unsigned)."""
+    t = np.asarray(t)
+    if t.dtype == U64:
+        return max(int(t.max()).bit_length(), 1), False
+    t = t.astype(np.int64)
     lo, hi = int(t.min()), int(t.max())
     if lo < 0:
         return max(max(hi.bit_length(), (-lo - 1).bit_length()) + 1, 1), True
@@ -53,19 +57,27 @@ def table_bits(t: np.ndarray) -> tuple[int, bool]:
 
 
 def _check_tables(tables, hb: int):
-    """[(T int64, m, signed, M)] from (T, ring or width) pairs; T of length 2^hb."""
+    """[(T int64, m, signed, M)] from (T, ring or width[, m]) items; T of length 2^hb. A
+    given m (at least the entries' width) fixes the output bits whatever the entries."""
     out = []
     if not tables:
         raise ValueError("a lookup needs at least one output table")
-    for t, d in tables:
+    for item in tables:
+        t, d = item[0], item[1]
         M = d.k if isinstance(d, Ring) else int(d)
         t = np.asarray(t)
         if t.dtype.kind not in "iu" or t.shape != (1 << hb,):
             raise ValueError(f"table must be integers of shape ({1 << hb},), got {t.shape}")
         m, sg = table_bits(t)
+        if len(item) > 2:
+            if int(item[2]) < m:
+                raise ValueError(f"table entries need {m} bits, {item[2]} given")
+            m = int(item[2])
         if not 1 <= m <= M <= 64:
             raise ValueError(f"table entries of {m} bits do not fit the output ring Z2^{M}")
-        out.append((t.astype(np.int64), m, sg, M))
+        out.append(
+            (t.astype(U64).view(np.int64) if t.dtype == U64 else t.astype(np.int64), m, sg, M)
+        )
     return out
 
 
@@ -214,8 +226,10 @@ def _check_acc(acc, c: int) -> int:
     if not isinstance(acc, Shared) or not isinstance(acc.dom, Ring):
         raise DomainMismatch(f"requant input must be a share over a ring, got {acc!r}")
     B = acc.dom.k
-    if not 1 <= c < B or B - c > MAX_HB:
-        raise ValueError(f"shift c={c} of Z2^{B}: need 1 <= c < B and B - c <= {MAX_HB}")
+    if not 1 <= c < B:
+        raise ValueError(f"shift c={c} must be in 1..{B - 1} for Z2^{B}")
+    if B - c > MAX_HB:
+        raise ValueError(f"requant index of {B - c} bits exceeds the one-hot limit {MAX_HB}")
     return B
 
 
@@ -265,12 +279,15 @@ def cost_requant(
 ) -> Cost:
     """Online B + (2 per digit if several) + 1 + 2 sum m bits per party; offline carry
     tables + 2^(hb+1) bits (whole words) + 2 sum_j (M - j) bits; 2 or 3 rounds. ``tables``
-    may give (m, M) pairs instead of (T, M)."""
+    items are (T or its width m, M[, m])."""
     n, hb = int(np.prod(shape, dtype=np.int64)), B - c
     plan = C.carry_plan(c, carry_digits, max_index_bits)
     specs = [
-        (d if isinstance(d, int) else d.k, t if isinstance(t, int) else table_bits(t)[0])
-        for t, d in tables
+        (
+            it[1] if isinstance(it[1], int) else it[1].k,
+            it[2] if len(it) > 2 else it[0] if isinstance(it[0], int) else table_bits(it[0])[0],
+        )
+        for it in tables
     ]
     layout = [(0, j, M - j) for M, m in specs for j in range(m)]
     K = len(layout)
