@@ -11,7 +11,8 @@ memory (unbounded over many queries). ``--window W`` (default 1) bounds the lead
 acknowledge each query with a control frame, and P0 deals query i only after the
 acknowledgements of query i - W (flushing its batched material first). ``--window 0``
 lets P0 run free, to measure that effect. P1 checks that every query's logits are the
-same and equal the plaintext reference. Each party writes its series to ``--rss-dir``;
+same and equal the plaintext reference. Each party writes its series to ``--rss-dir``
+(and, after every query, its count of finished queries to ``progress_P<i>``);
 the script merges them into ``<out>/<name>.json`` and ``.md`` (RSS every
 ``--every`` iterations and a growth summary: after the ``--warmup`` first queries, the
 least-squares slope and the max - min of each party's RSS).
@@ -60,14 +61,21 @@ def _live(rt) -> bool:
 
 
 def _wait_acks(rt) -> None:
-    """P0: flush the batched material, then wait for one acknowledgement of P1 and P2."""
+    """P0: flush the batched material, then wait for one acknowledgement of P1 and P2. A
+    failing P1/P2 sends an abort naming the party it lost (``net.party``): raised as such."""
+    from net.errors import FrameError, PeerDisconnected
     from net.framing import KIND_CONTROL
+    from net.party import ABORT
 
     rt.finish()  # LiveSink.finish flushes only; P1/P2 may be waiting on the batch
     for p in (1, 2):
         _, payload = rt._recv_frame(p, KIND_CONTROL)
-        if bytes(payload) != ACK:
-            raise ValueError(f"P{p} sent another control frame than the soak acknowledgement")
+        payload = bytes(payload)
+        if payload.startswith(ABORT) and len(payload) > len(ABORT):
+            lost, what = payload[len(ABORT)], payload[len(ABORT) + 1 :].decode("ascii", "replace")
+            raise PeerDisconnected(lost, f"P{p} aborted the run ({what} from P{lost})")
+        if payload != ACK:
+            raise FrameError(p, "expected a soak acknowledgement")
 
 
 def _ack(rt) -> None:
@@ -149,6 +157,8 @@ def _program(rt, args) -> dict:
         series["rss"].append(rss_bytes())
         series["seconds"].append(time.perf_counter() - t0)
         series["queued"].append(queued_frames(rt) if rt.rank else None)
+        if args.rss_dir:  # progress, for watchers (e.g. a test that kills a party)
+            Path(args.rss_dir, f"progress_P{rt.rank}").write_text(str(i + 1))
     if rt.is_dealer:
         for _ in range(min(window, n)):  # the last acknowledgements, before the goodbye
             _wait_acks(rt)
