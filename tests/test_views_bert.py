@@ -112,7 +112,7 @@ def collect(tag: str, params, x, mask, runs: int, ops_cls=None):
     views = {1: [], 2: []}
     for r in range(runs):
         with counted_seeds(f"{tag}/{r}"), party_views() as (log, nbytes, pending):
-            run = run_local(program(params, x, mask, ops_cls), session=r, timeout=60)
+            run = run_local(program(params, x, mask, ops_cls), session=r, timeout=300)
         assert (run.results[1] == want).all()
         for rank in (1, 2):
             total = run.reports[rank]["total"]
