@@ -22,7 +22,10 @@ ones.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import mmap
 import os
 import struct
 from pathlib import Path
@@ -100,6 +103,9 @@ class DealtSource(CorrelationSource):
         self.stream, self.name = stream, name
         self.path: Path | None = None
         self.claimed = True
+        self._view: memoryview | None = None
+        self._map: mmap.mmap | None = None
+        self._pos, self._unmappable = 0, False
         magic = stream.read(len(DEALT_MAGIC))
         if magic != DEALT_MAGIC:
             raise MaterialError(f"{name}: not qbert-mpc dealt material")
@@ -170,19 +176,53 @@ class DealtSource(CorrelationSource):
         if not self.claimed:
             raise MaterialError(f"{self.name}: dealt material must be claimed before use")
 
-    def take(self, nbytes: int) -> bytes:
+    def _material(self) -> memoryview | None:
+        """The whole stream as a read-only view (a mapped file or a BytesIO's buffer), so
+        ``take`` hands out slices instead of copies; None if it cannot be mapped."""
+        if self._view is None and not self._unmappable:
+            self._check_claimed()
+            self._pos = self.stream.tell()
+            try:
+                if isinstance(self.stream, io.BytesIO):
+                    self._view = self.stream.getbuffer().toreadonly()
+                else:
+                    self._map = mmap.mmap(self.stream.fileno(), 0, access=mmap.ACCESS_READ)
+                    self._view = memoryview(self._map)
+            except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+                self._unmappable = True  # e.g. a pipe or an empty file: read() instead
+        return self._view
+
+    def take(self, nbytes: int):
+        """The next ``nbytes`` of material: a read-only view of it, or bytes."""
         self._check_claimed()
-        data = self.stream.read(nbytes)
+        view = self._material()
+        if view is None:
+            data = self.stream.read(nbytes)
+        else:
+            data = view[self._pos : self._pos + nbytes]
+            self._pos += len(data)
         if len(data) != nbytes:
             raise MaterialError(f"{self.name}: exhausted (program asked for more material)")
         return data
 
     def finish(self) -> None:
-        if self.stream.read(1):
+        view = self._material() if self.claimed else None
+        left = self._pos < len(view) if view is not None else self.stream.read(1)
+        if left:
             raise MaterialError(f"{self.name}: material left over (dealt for another program?)")
 
     def close(self) -> None:
-        self.stream.close()
+        """Close the stream; a mapping still viewed by live arrays is unmapped when the
+        last of them goes."""
+        if self._view is not None:
+            self._view.release()
+            self._view = None
+        if self._map is not None:
+            with contextlib.suppress(BufferError):
+                self._map.close()
+            self._map = None
+        with contextlib.suppress(BufferError):
+            self.stream.close()
 
 
 def used_path(path) -> Path:

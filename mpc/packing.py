@@ -77,12 +77,89 @@ def _unpack_kernel(words, bits, out):  # pragma: no cover - numba
             nacc = np.uint64(64) - used
 
 
+def _as_unsigned(values) -> np.ndarray:
+    """Flat C-contiguous unsigned view of ``values`` (narrow unsigned dtypes are kept: no
+    uint64 temporary; other integers are taken mod 2^64)."""
+    v = np.asarray(values)
+    if v.dtype.kind == "b":
+        v = v.view(np.uint8)
+    elif v.dtype.kind != "u":
+        v = v.astype(np.uint64)
+    return np.ascontiguousarray(v).reshape(-1)
+
+
+@njit(cache=True, nogil=True)
+def _pack_bits_kernel(v, out):  # pragma: no cover - numba
+    """1-bit packing: bit t of out[j] is the low bit of v[8j + t]."""
+    n = v.size
+    full = n // 8
+    for j in range(full):
+        b = 0
+        for t in range(8):
+            b |= (int(v[8 * j + t]) & 1) << t
+        out[j] = b
+    if n % 8:
+        b = 0
+        for t in range(n - 8 * full):
+            b |= (int(v[8 * full + t]) & 1) << t
+        out[full] = b
+
+
+@njit(cache=True, nogil=True)
+def _pack_small_kernel(v, bits, out):  # pragma: no cover - numba
+    """Widths 2..7: each group of 8 values is one word of 8*bits bits = ``bits`` bytes."""
+    mask = np.uint64((1 << bits) - 1)
+    n = v.size
+    full = n // 8
+    for g in range(full):
+        acc = np.uint64(0)
+        for t in range(8):
+            acc |= (np.uint64(v[8 * g + t]) & mask) << np.uint64(bits * t)
+        for b in range(bits):
+            out[g * bits + b] = np.uint8((acc >> np.uint64(8 * b)) & np.uint64(0xFF))
+    if n > 8 * full:
+        acc = np.uint64(0)
+        for t in range(n - 8 * full):
+            acc |= (np.uint64(v[8 * full + t]) & mask) << np.uint64(bits * t)
+        for b in range(out.size - full * bits):
+            out[full * bits + b] = np.uint8((acc >> np.uint64(8 * b)) & np.uint64(0xFF))
+
+
+@njit(cache=True, nogil=True)
+def _unpack_small_kernel(raw, bits, out):  # pragma: no cover - numba
+    """Inverse of ``_pack_small_kernel``."""
+    mask = np.uint64((1 << bits) - 1)
+    n = out.size
+    full = n // 8
+    for g in range(full):
+        acc = np.uint64(0)
+        for b in range(bits):
+            acc |= np.uint64(raw[g * bits + b]) << np.uint64(8 * b)
+        for t in range(8):
+            out[8 * g + t] = (acc >> np.uint64(bits * t)) & mask
+    if n > 8 * full:
+        acc = np.uint64(0)
+        for b in range(raw.size - full * bits):
+            acc |= np.uint64(raw[full * bits + b]) << np.uint64(8 * b)
+        for t in range(n - 8 * full):
+            out[8 * full + t] = (acc >> np.uint64(bits * t)) & mask
+
+
 def pack(values: np.ndarray, bits: int) -> bytes:
+    """``values`` (any integer dtype; unsigned ones are read as they are) packed to
+    ``bits`` bits each."""
     bits = _check_bits(bits)
-    v = np.ascontiguousarray(values, dtype=np.uint64).ravel()
+    v = _as_unsigned(values)
     if bits in _ALIGNED:
         return v.astype(np.dtype(_ALIGNED[bits]).newbyteorder("<"), copy=False).tobytes()
     size = packed_size(v.size, bits)
+    if bits < 8:
+        out = np.empty(size, dtype=np.uint8)
+        if bits == 1:
+            _pack_bits_kernel(v, out)
+        else:
+            _pack_small_kernel(v, bits, out)
+        return out.tobytes()
     words = np.zeros((size + 7) // 8, dtype=np.uint64)
     _pack_kernel(v, bits, words)
     if not _LITTLE:  # pragma: no cover - big-endian hosts
@@ -90,21 +167,33 @@ def pack(values: np.ndarray, bits: int) -> bytes:
     return words.view(np.uint8)[:size].tobytes()
 
 
-def unpack(buf, bits: int, n: int) -> np.ndarray:
+def unpack(buf, bits: int, n: int, dtype=np.uint64) -> np.ndarray:
+    """The ``n`` values of ``bits`` bits packed in ``buf``, as ``dtype`` (default uint64;
+    any unsigned dtype of at least ``bits`` bits, so small rings need no uint64 array)."""
     bits = _check_bits(bits)
     if n < 0:
         raise ValueError(f"element count must be >= 0, got {n}")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "u" or dtype.itemsize * 8 < bits:
+        raise ValueError(f"cannot unpack {bits}-bit values into {dtype}")
     size = packed_size(n, bits)
     raw = np.frombuffer(buf, dtype=np.uint8)
     if raw.size != size:
         raise ValueError(f"packed buffer holds {raw.size} bytes, expected {size}")
     if bits in _ALIGNED:
         dt = np.dtype(_ALIGNED[bits]).newbyteorder("<")
-        return raw.view(dt).astype(np.uint64)
+        return raw.view(dt).astype(dtype)
+    if bits == 1:
+        out = np.unpackbits(raw, count=n, bitorder="little")
+        return out if dtype == np.uint8 else out.astype(dtype)
+    if bits < 8:
+        out = np.empty(n, dtype=dtype)
+        _unpack_small_kernel(raw, bits, out)
+        return out
     words = np.zeros((size + 7) // 8 + 1, dtype=np.uint64)
     words.view(np.uint8)[:size] = raw
     if not _LITTLE:  # pragma: no cover - big-endian hosts
         words.byteswap(inplace=True)
-    out = np.empty(n, dtype=np.uint64)
+    out = np.empty(n, dtype=dtype)
     _unpack_kernel(words, bits, out)
     return out

@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from numba import njit
 
 SEED_BYTES = 16
 
@@ -68,6 +69,38 @@ def _counter_blocks(blocks: np.ndarray) -> memoryview:
     return memoryview(ctr).cast("B")
 
 
+_PEEK_CHUNK = 1 << 16  # words per AES-ECB call of the aligned ``peek`` (1 MiB of blocks)
+
+
+@njit(cache=True, nogil=True)
+def _word_offset(pos, k, base, width, start, size):  # pragma: no cover - numba
+    """Stream byte of word k: pos[k], or (base + k) * width + pos[k] for width > 0."""
+    w = np.int64(pos[k])
+    if width > 0:
+        w += (base + k) * width
+    return start + w * size
+
+
+@njit(cache=True, nogil=True)
+def _counters_kernel(pos, base, width, start, size, ctr):  # pragma: no cover - numba
+    """ctr[16k:16k+16] = the big-endian counter block holding word k (``_word_offset``)."""
+    for k in range(pos.size):
+        block = _word_offset(pos, k, base, width, start, size) >> 4
+        b = 16 * k
+        for t in range(8):
+            ctr[b + t] = 0
+            ctr[b + 15 - t] = (block >> (8 * t)) & 0xFF
+
+
+@njit(cache=True, nogil=True)
+def _pick_kernel(ks, pos, base, width, start, size, out):  # pragma: no cover - numba
+    """Bytes of word k from its keystream block ks[16k:16k+16] into out[k*size:]."""
+    for k in range(pos.size):
+        off = 16 * k + (_word_offset(pos, k, base, width, start, size) & 15)
+        for t in range(size):
+            out[k * size + t] = ks[off + t]
+
+
 class PRG:
     """Deterministic stream of random words from a 16-byte seed."""
 
@@ -78,6 +111,7 @@ class PRG:
         self._enc = self._ctr_at(0)
         self._ecb = Cipher(algorithms.AES(self._key), modes.ECB()).encryptor()
         self.drawn = 0  # bytes drawn so far (the stream position)
+        self._zeros = b""  # plaintext for ``fill``
 
     def __repr__(self) -> str:  # never show the key
         return f"PRG(drawn={self.drawn})"
@@ -94,6 +128,15 @@ class PRG:
     def bytes(self, n: int) -> bytes:
         self.drawn += n
         return self._enc.update(bytes(n))
+
+    def fill(self, buf: np.ndarray, nbytes: int) -> np.ndarray:
+        """The next ``nbytes`` of the stream written into ``buf`` (uint8, at least nbytes +
+        16 long, reused across calls: no allocation); returns the view ``buf[:nbytes]``."""
+        if len(self._zeros) < nbytes:
+            self._zeros = bytes(nbytes)
+        self._enc.update_into(memoryview(self._zeros)[:nbytes], buf)
+        self.drawn += nbytes
+        return buf[:nbytes]
 
     def skip(self, nbytes: int) -> None:
         """Advance the stream by ``nbytes`` without computing them."""
@@ -138,6 +181,9 @@ class PRG:
             win = np.frombuffer(self.stream_at(start + lo * s, (hi - lo + 1) * s), dtype=dt)
             return win[pos.astype(np.int64) - lo]
         out = np.empty(pos.size, dtype=dt)
+        if nb == 1:  # aligned words: one counter block each, built and read by kernels
+            self._peek_aligned(start, np.ascontiguousarray(pos), out)
+            return out
         for c in range(0, pos.size, _ECB_BLOCKS):
             off = start + pos[c : c + _ECB_BLOCKS].astype(np.int64) * s
             blocks = (off >> 4)[:, None] + np.arange(nb, dtype=np.int64)
@@ -149,6 +195,38 @@ class PRG:
             else:
                 cols = (off & 15)[:, None] + np.arange(s)
                 out[c : c + off.size] = ks[rows[:, None], cols].view(dt).reshape(-1)
+        return out
+
+    def _peek_aligned(self, start: int, pos: np.ndarray, out: np.ndarray, width: int = 0):
+        """``peek`` for word-aligned ``start``: per chunk of words, a kernel writes their
+        counter blocks, one AES-ECB call encrypts them into a reused buffer, a kernel
+        picks each word out of its block (no per-word index temporaries). With ``width``
+        word k is at k * width + pos[k] (``peek_rows``)."""
+        s = out.itemsize
+        c = max(1, min(pos.size, _PEEK_CHUNK))
+        ctr = np.empty(c * BLOCK, dtype=np.uint8)
+        ks = np.empty(c * BLOCK + BLOCK, dtype=np.uint8)  # update_into wants a block spare
+        words = out.view(np.uint8)
+        for lo in range(0, pos.size, c):
+            part = pos[lo : lo + c]
+            _counters_kernel(part, lo, width, start, s, ctr)
+            self._ecb.update_into(memoryview(ctr)[: part.size * BLOCK], ks)
+            _pick_kernel(ks, part, lo, width, start, s, words[lo * s : (lo + part.size) * s])
+
+    def peek_rows(self, dtype, start: int, width: int, cols) -> np.ndarray:
+        """``peek(dtype, start, k * width + cols[k])`` for k = 0..len(cols)-1: one word
+        per row of ``width`` words, without building the positions."""
+        dt, start = np.dtype(dtype), int(start)
+        cols = np.ascontiguousarray(cols).reshape(-1)
+        if cols.dtype.kind not in "iu" or start < 0 or width < 1:
+            raise ValueError("peek_rows needs integer columns, start >= 0 and width >= 1")
+        if cols.dtype.kind == "i" and cols.size and int(cols.min()) < 0:
+            raise ValueError("word positions must be >= 0")
+        if start % dt.itemsize or cols.size < 2 or width * dt.itemsize <= BLOCK:
+            pos = np.arange(cols.size, dtype=np.int64) * width + cols.astype(np.int64)
+            return self.peek(dt, start, pos)
+        out = np.empty(cols.size, dtype=dt)
+        self._peek_aligned(start, cols, out, int(width))
         return out
 
     def words_at(self, dtype, count: int, positions) -> np.ndarray:

@@ -158,8 +158,9 @@ class Runtime:
         self._send_frame(self.peer, KIND_ONLINE, payload, spec_digest(specs))
         self.acct.add(online_sent=len(payload), messages_sent=1)
 
-    def recv(self, specs: Sequence[Spec]) -> list[np.ndarray]:
-        """Receive one frame of arrays with the given (domain, shape) specs."""
+    def recv(self, specs: Sequence[Spec], dtype=np.uint64) -> list[np.ndarray]:
+        """Receive one frame of arrays with the given (domain, shape) specs, unpacked as
+        ``dtype`` (uint64 by default; a narrower unsigned dtype for small domains)."""
         specs = [(d, tuple(s)) for d, s in specs]
         h, payload = self._recv_frame(self.peer, KIND_ONLINE, spec_digest(specs))
         sizes = [d.nbytes(int(np.prod(s, dtype=np.int64))) for d, s in specs]
@@ -170,14 +171,16 @@ class Runtime:
         out, off = [], 0
         for (d, s), n in zip(specs, sizes, strict=False):
             count = int(np.prod(s, dtype=np.int64))
-            out.append(unpack(payload[off : off + n], d.bits, count).reshape(s))
+            out.append(unpack(payload[off : off + n], d.bits, count, dtype).reshape(s))
             off += n
         return out
 
-    def exchange(self, items: Sequence[tuple[Domain, np.ndarray]]) -> list[np.ndarray]:
+    def exchange(
+        self, items: Sequence[tuple[Domain, np.ndarray]], dtype=np.uint64
+    ) -> list[np.ndarray]:
         """Both parties send arrays of the same specs and receive the other's (1 round)."""
         self.send(items)
-        return self.recv([(d, a.shape) for d, a in items])
+        return self.recv([(d, a.shape) for d, a in items], dtype)
 
     def barrier(self) -> None:
         """P1 and P2 wait for each other (1 round, no payload); afterwards both round
@@ -197,17 +200,18 @@ class Runtime:
         self.sink.put(party, payload)
         self.acct.add(offline_sent=len(payload))
 
-    def take_raw(self, nbytes: int) -> bytes:
-        """P1/P2: the next ``nbytes`` of packed correction bytes from the helper."""
+    def take_raw(self, nbytes: int):
+        """P1/P2: the next ``nbytes`` of packed correction bytes from the helper (a
+        read-only bytes-like object, often a view of the material: no copy)."""
         payload = self.source.take(nbytes)
         self.acct.add(offline_recv=nbytes)
         return payload
 
-    def take(self, dom: Domain, shape) -> np.ndarray:
-        """P1/P2: the next correction array from the helper."""
+    def take(self, dom: Domain, shape, dtype=np.uint64) -> np.ndarray:
+        """P1/P2: the next correction array from the helper, unpacked as ``dtype``."""
         shape = tuple(int(s) for s in shape)
         n = int(np.prod(shape, dtype=np.int64))
-        return unpack(self.take_raw(dom.nbytes(n)), dom.bits, n).reshape(shape)
+        return unpack(self.take_raw(dom.nbytes(n)), dom.bits, n, dtype).reshape(shape)
 
     def random_shared(self, dom: Domain, shape) -> Shared | np.ndarray:
         """A random secret r = r1 + r2 that costs nothing: each Pi draws ri from its seed
@@ -354,7 +358,12 @@ class LiveSource(CorrelationSource):
             self._seed = bytes(s)
         return self._seed
 
-    def take(self, nbytes: int) -> bytes:
+    def take(self, nbytes: int):
+        if nbytes and not len(self._chunk):
+            _, self._chunk = self.rt._recv_frame(DEALER, KIND_OFFLINE)
+        if len(self._chunk) >= nbytes:  # within one frame: a view, no copy
+            part, self._chunk = self._chunk[:nbytes], self._chunk[nbytes:]
+            return part
         parts, need = [], nbytes
         while need:
             if not len(self._chunk):

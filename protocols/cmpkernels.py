@@ -27,37 +27,35 @@ def bits_xor(v: np.ndarray, m: int, a: np.ndarray) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def _b2a_fnz(mine, other, c, mask, p, p1, out):  # pragma: no cover - numba
     rows, m = mine.shape
+    q = np.int64(p)
+    # zt[d * p + c] = z for opened bit d and share c; md[v] = v mod p. The running sum is
+    # kept unreduced (< (m + 2) p), so the loop carries no table load.
+    zt = np.empty(2 * q, dtype=np.uint8)
+    for v in range(q):
+        zt[v] = v
+        zt[q + v] = ((q - v) + p1) % q
+    top = (m + 5) * q
+    md = np.empty(top, dtype=np.uint8)
+    for v in range(top):
+        md[v] = v % q
     for r in range(rows):
-        s = np.uint64(p1)  # running sum_{t<=j} z_t, plus the constant 1 on P1
-        for t in range(m + 1):
-            if t < m:
-                d = np.uint64(mine[r, t] ^ other[r, t])  # opened a xor a'_1 xor a'_2
-                z = np.uint64(c[r, t])
-                if d and z:
-                    z = p - z
-                if p1:
-                    z += d
-                    if z >= p:
-                        z -= p
-            else:
-                z = np.uint64(p1)  # the public pad 1 (added by P1)
+        s = np.int64(p1)  # sum_{t<=j} z_t, plus the constant 1 on P1
+        for t in range(m):
+            z = np.int64(zt[np.int64(mine[r, t] ^ other[r, t]) * q + np.int64(c[r, t])])
             s += z
-            if s >= p:
-                s -= p
-            y = s + p + p - z - z  # y_j = sum - 2 z_j (+1)
-            while y >= p:
-                y -= p
-            y += p - np.uint64(mask[r, t])
-            out[r, t] = y - p if y >= p else y
+            out[r, t] = md[s + 3 * q - 2 * z - np.int64(mask[r, t])]  # y_j - mask
+        z = np.int64(p1)  # the public pad 1 (added by P1)
+        s += z
+        out[r, m] = md[s + 3 * q - 2 * z - np.int64(mask[r, m])]
 
 
-def b2a_fnz(mine, other, c, mask, p: int, p1: bool) -> np.ndarray:
+def b2a_fnz(mine, other, c, mask, p: int, p1: bool, dtype=U64) -> np.ndarray:
     """This party's share of the fnz input of the padded z, minus ``mask``: from its masked
     bits ``mine`` and the peer's ``other`` (d = mine xor other), its share ``c`` of
     a'_1 xor a'_2 in F_p: z = d + (-1)^d c (d added by P1), y_j = sum_{t<=j} z_t - 2 z_j + 1
-    over z || 1, returns y - mask as uint64 [N, m + 1]."""
+    over z || 1, returns y - mask as ``dtype`` [N, m + 1] (it must hold p - 1)."""
     rows, m = mine.shape
-    out = np.empty((rows, m + 1), dtype=U64)
+    out = np.empty((rows, m + 1), dtype=dtype)
     _b2a_fnz(
         mine,
         other.reshape(rows, m),
@@ -107,6 +105,42 @@ def pick_msg(v: np.ndarray, m: int, pad: int, j: np.ndarray, mask: np.ndarray) -
     out = np.empty((v.size, m + 1), dtype=U64)
     _pick_msg(
         np.ascontiguousarray(v, dtype=U64).ravel(), m, pad, j, mask.reshape(v.size, m + 1), out
+    )
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _zero_pick(w, big_u, p, v, m, pad, mask, out):  # pragma: no cover - numba
+    rows, n = out.shape
+    full = (np.uint64(1) << np.uint64(n)) - np.uint64(1) if n < 64 else ~np.uint64(0)
+    for r in range(rows):
+        j = 0
+        for t in range(n):
+            s = np.uint64(w[r, t]) + np.uint64(big_u[r, t])
+            if s == 0 or s == p:
+                j = t
+                break
+        # bits(v) || pad as an n-bit word, entry t at bit n-1-t; rotated left by j
+        word = (v[r] << np.uint64(1)) | np.uint64(pad)
+        if j:
+            word = ((word << np.uint64(j)) | (word >> np.uint64(n - j))) & full
+        for t in range(n):
+            out[r, t] = np.uint8((word >> np.uint64(n - 1 - t)) & np.uint64(1)) ^ mask[r, t]
+
+
+def zero_pick(w, big_u, p: int, v, m: int, pad: int, mask) -> np.ndarray:
+    """``pick_msg`` at j = ``zero_pos(w, big_u, p)`` in one pass, as uint8 [N, m + 1]."""
+    rows, n = w.shape
+    out = np.empty((rows, n), dtype=np.uint8)
+    _zero_pick(
+        w,
+        big_u.reshape(rows, n),
+        U64(p),
+        np.ascontiguousarray(v, dtype=U64).ravel(),
+        m,
+        pad,
+        mask.reshape(rows, n),
+        out,
     )
     return out
 

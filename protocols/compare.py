@@ -118,7 +118,7 @@ def private_less(rt, x, y, m: int, shape, x_party: int = 2, or_equal: bool = Fal
     if rt.is_dealer:
         gk.dealer_share(rt, f, (rows, m), a[1] ^ a[2])
     else:
-        c = gk.dealer_share(rt, f, (rows, m))
+        c = gk.dealer_share(rt, f, (rows, m), dtype=small)
         masked = ck.bits_xor(v, m, a[rt.rank])
     # recover correlation: g = (i, u) and b'_A from A's seed, b'_B from B's seed
     i = gk.private_below(rt, n, (rows,), px)
@@ -132,21 +132,22 @@ def private_less(rt, x, y, m: int, shape, x_party: int = 2, or_equal: bool = Fal
         mask = gk.private(rt, BOOL, (rows, n), py, np.uint8)
         gk.dealer_share(rt, BOOL, (rows,), mask[np.arange(rows), i.astype(np.int64)])
         return Shared.phantom(BOOL, shape)
-    (other,) = rt.exchange([(BOOL, masked)])  # round 1: opened bits of the conversion
+    # Narrow dtypes throughout (bits uint8, F_p elements ``small``): no uint64 [N, n] arrays.
+    (other,) = rt.exchange([(BOOL, masked)], np.uint8)  # round 1: opened conversion bits
     if rt.rank == py:
-        rt.send([(f, ck.b2a_fnz(masked, other, c, b_b, p, rt.rank == 1))])  # round 2
-        big_u = rt.take(f, (rows, n))
-        (w,) = rt.recv([(f, (rows, n))])
-        j = ck.zero_pos(w, big_u, p)  # B's share of k = i + j mod n
-        mask = gk.private(rt, BOOL, (rows, n), py, np.uint8)
-        rt.send([(BOOL, ck.pick_msg(v, m, int(or_equal), j, mask))])  # round 4
+        rt.send([(f, ck.b2a_fnz(masked, other, c, b_b, p, rt.rank == 1, small))])  # round 2
+        big_u = rt.take(f, (rows, n), small)
+        mask = gk.private(rt, BOOL, (rows, n), py, np.uint8)  # drawn while P_x works
+        (w,) = rt.recv([(f, (rows, n))], small)
+        # j = B's share of k = i + j mod n; send L_j(bits(y) || pad) xor mask (round 4)
+        rt.send([(BOOL, ck.zero_pick(w, big_u, p, v, m, int(or_equal), mask))])
         out = gk.dealer_share(rt, BOOL, (rows,))
     else:
-        ym = ck.b2a_fnz(masked, other, c, b_a, p, rt.rank == 1)
-        (db,) = rt.recv([(f, (rows, n))])
-        rt.send([(f, gk.rot_mul_add(ym, db, u, i, p))])  # round 3
+        ym = ck.b2a_fnz(masked, other, c, b_a, p, rt.rank == 1, small)
+        (db,) = rt.recv([(f, (rows, n))], small)
+        rt.send([(f, gk.rot_mul_add(ym, db, u, i, p, small))])  # round 3
         cbit = gk.dealer_share(rt, BOOL, (rows,))
-        (dv,) = rt.recv([(BOOL, (rows, n))])
+        (dv,) = rt.recv([(BOOL, (rows, n))], np.uint8)
         out = ck.pick_out(dv, i, cbit)
     return Shared(BOOL, out.reshape(shape), rt.rank)
 

@@ -19,7 +19,7 @@ from numba import njit
 from mpc.ring import Ring
 
 U64 = np.uint64
-CHUNK = 1 << 16  # words per PRG call
+CHUNK = 1 << 18  # words per PRG call
 
 
 @njit(cache=True, nogil=True)
@@ -38,6 +38,12 @@ def _accept(w, m, t, out, filled, n):  # pragma: no cover - numba
 @njit(cache=True, nogil=True)
 def _accept_tab(w, tab, out, filled, n):  # pragma: no cover - numba
     """Same with a table tab[w] = w mod m, or 2^16 - 1 for a rejected word (out has n + 1)."""
+    if n - filled >= w.size:  # every word fits: no exit test in the loop
+        for k in range(w.size):
+            v = tab[w[k]]
+            out[filled] = v
+            filled += v != 0xFFFF
+        return filled
     for k in range(w.size):
         v = tab[w[k]]
         out[filled] = v
@@ -75,9 +81,11 @@ def draw(prg, dom, shape, dtype=U64) -> np.ndarray:
         dt = next(
             d for b, d in ((8, np.uint8), (16, np.uint16), (32, np.uint32), (64, U64)) if dom.k <= b
         )
+        size = np.dtype(dt).itemsize
+        buf = np.empty(min(n, CHUNK) * size + 16, dtype=np.uint8)
         for s in range(0, n, CHUNK):
             e = min(n, s + CHUNK)
-            out[s:e] = prg.words(dt, (e - s,))
+            out[s:e] = prg.fill(buf, (e - s) * size).view(dt)
         if dom.k < 64:
             np.bitwise_and(out, out.dtype.type(dom.mask), out=out)
         return out.reshape(shape)
@@ -87,9 +95,11 @@ def draw(prg, dom, shape, dtype=U64) -> np.ndarray:
     tab = _table(m, dt, t) if m < 0xFFFF and dt in (np.uint8, np.uint16) else None
     out = np.empty(n + (tab is not None), dtype=dtype)
     filled = 0
+    size = np.dtype(dt).itemsize
+    buf = np.empty(min(CHUNK, int(n / rate * 1.02) + 16) * size + 16, dtype=np.uint8)
     while filled < n:
         c = min(CHUNK, int((n - filled) / rate * 1.02) + 16)
-        w = prg.words(dt, (c,))
+        w = prg.fill(buf, c * size).view(dt)
         if tab is None:
             filled = _accept(w, U64(m), U64(t), out, filled, n)
         else:
@@ -120,16 +130,16 @@ def private_below(rt, bound: int, shape, party: int, dtype=U64) -> np.ndarray | 
     return private(rt, _Mod(bound), shape, party, dtype)
 
 
-def dealer_share(rt, dom, shape, value=None) -> np.ndarray | None:
+def dealer_share(rt, dom, shape, value=None, dtype=U64) -> np.ndarray | None:
     """Like ``rt.dealer_shared``: P1's share from the seed, P2's the correction. Returns
-    this party's share data (None on P0, which passes ``value``)."""
+    this party's share data as ``dtype`` (None on P0, which passes ``value``)."""
     if rt.is_dealer:
         c1 = draw(rt.prg(1), dom, shape)
         rt.deal(2, dom, sub(value, c1, dom))
         return None
     if rt.rank == 1:
-        return draw(rt.prg(0), dom, shape)
-    return rt.take(dom, shape)
+        return draw(rt.prg(0), dom, shape, dtype)
+    return rt.take(dom, shape, dtype)
 
 
 # -- modular arithmetic (uint64 arrays, canonical inputs) ------------------------------------
@@ -245,6 +255,26 @@ def rotate(v: np.ndarray, i: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
+def _rot_mul_add_tab(x, y, u, i, p, out):  # pragma: no cover - numba
+    """``_rot_mul_add`` for p <= 256 by a table mt[a * 2p + b] = a b mod p (b < 2p), and
+    each row's rotation as two straight runs."""
+    rows, n = x.shape
+    q = np.int64(p)
+    mt = np.empty(2 * q * q, dtype=np.uint8)
+    for a in range(q):
+        for b in range(2 * q):
+            mt[a * 2 * q + b] = (a * b) % q
+    for r in range(rows):
+        s = np.int64(i[r])
+        for t in range(n - s):
+            c = t + s
+            out[r, t] = mt[np.int64(u[r, c]) * 2 * q + np.int64(x[r, c]) + np.int64(y[r, c])]
+        for t in range(n - s, n):
+            c = t + s - n
+            out[r, t] = mt[np.int64(u[r, c]) * 2 * q + np.int64(x[r, c]) + np.int64(y[r, c])]
+
+
+@njit(cache=True, nogil=True)
 def _rot_mul_add(x, y, u, i, p, out):  # pragma: no cover - numba
     rows, n = x.shape
     small = p < 65536
@@ -263,15 +293,15 @@ def _rot_mul_add(x, y, u, i, p, out):  # pragma: no cover - numba
                 out[r, t] = (u[r, c] * a) % p
 
 
-def rot_mul_add(x, y, u, i, p: int) -> np.ndarray:
-    """L_i(u * (x + y)) mod p, row-wise (the recover's group action on a sum)."""
+def rot_mul_add(x, y, u, i, p: int, dtype=U64) -> np.ndarray:
+    """L_i(u * (x + y)) mod p, row-wise (the recover's group action on a sum), as
+    ``dtype`` (which must hold p - 1)."""
     n = x.shape[-1]
-    out = np.empty(x.shape, dtype=U64)
+    out = np.empty(x.shape, dtype=dtype)
     if x.size:
         c = [np.ascontiguousarray(a).reshape(-1, n) for a in (x, y, u)]
-        _rot_mul_add(
-            *c, np.ascontiguousarray(i, dtype=np.int64).ravel(), U64(p), out.reshape(-1, n)
-        )
+        kernel = _rot_mul_add_tab if p <= 256 else _rot_mul_add
+        kernel(*c, np.ascontiguousarray(i, dtype=np.int64).ravel(), U64(p), out.reshape(-1, n))
     return out
 
 

@@ -118,8 +118,7 @@ class _SeedTable(TableShare):
         self.prg, self.start, self.dtype = prg, start, draw_dtype(dom)
 
     def _at(self, idx):
-        pos = np.arange(idx.size, dtype=np.int64) * self.shape[1] + idx.astype(np.int64)
-        return from_words(self.dom, self.prg.peek(self.dtype, self.start, pos))
+        return from_words(self.dom, self.prg.peek_rows(self.dtype, self.start, self.shape[1], idx))
 
     def _all(self):
         nbytes = self.shape[0] * self.shape[1] * self.dtype.itemsize
@@ -136,13 +135,11 @@ class _PackedTable(TableShare):
         self.raw = raw
 
     def _at(self, idx):
-        bits = self.dom.bits
-        if bits in (8, 16, 32, 64):  # byte-aligned: a little-endian view of the bytes
-            words = self.raw.view(np.dtype(f"<u{bits // 8}"))
-            pos = np.arange(idx.size, dtype=np.int64) * self.shape[1] + idx.astype(np.int64)
-            return words[pos].astype(U64)
-        out = np.empty(idx.size, dtype=U64)
-        _packed_gather_kernel(self.raw, bits, self.shape[1], idx.astype(np.int64), out)
+        bits, out = self.dom.bits, np.empty(idx.size, dtype=U64)
+        if bits in (8, 16, 32, 64):  # byte-aligned: little-endian bytes, read in place
+            _aligned_gather_kernel(self.raw, bits // 8, self.shape[1], idx, out)
+        else:
+            _packed_gather_kernel(self.raw, bits, self.shape[1], idx, out)
         return out
 
     def _all(self):
@@ -150,10 +147,21 @@ class _PackedTable(TableShare):
 
 
 @njit(cache=True, nogil=True)
+def _aligned_gather_kernel(raw, size, width, idx, out):  # pragma: no cover - numba
+    """out[i] = little-endian word i*width + idx[i] of ``size`` bytes in ``raw``."""
+    for i in range(idx.size):
+        o = (i * width + np.int64(idx[i])) * size
+        v = np.uint64(0)
+        for t in range(size):
+            v |= np.uint64(raw[o + t]) << np.uint64(8 * t)
+        out[i] = v
+
+
+@njit(cache=True, nogil=True)
 def _packed_gather_kernel(raw, bits, width, idx, out):  # pragma: no cover - numba
     """out[i] = element i*width + idx[i] of the little-endian bit stream ``raw`` (bits < 64)."""
     for i in range(idx.size):
-        bit = (i * width + idx[i]) * bits
+        bit = (i * width + np.int64(idx[i])) * bits
         v = np.uint64(0)
         got = 0
         while got < bits:
@@ -202,13 +210,22 @@ def deal_tables(rt, dom: Domain, n: int, width: int, build, lazy: bool = False):
 
 
 @njit(cache=True, nogil=True)
+def _masked_kernel(x, r, mask, out):  # pragma: no cover - numba
+    """out = (x - r) mod 2^b (mask = 2^b - 1) in out's narrow dtype."""
+    for i in range(out.size):
+        out[i] = (x[i] - r[i]) & mask
+
+
+@njit(cache=True, nogil=True)
 def _gather_kernel(tab, idx, out):  # pragma: no cover - numba
     for i in range(idx.size):
         out[i] = tab[i, idx[i]]
 
 
 def _check_gather(shape, idx) -> np.ndarray:
-    idx = np.ascontiguousarray(idx, dtype=U64).reshape(-1)
+    """Flat contiguous indices (unsigned dtypes kept as they are, others as uint64)."""
+    idx = np.asarray(idx)
+    idx = np.ascontiguousarray(idx if idx.dtype.kind == "u" else idx.astype(U64)).reshape(-1)
     if idx.size != shape[0] or (idx.size and int(idx.max()) >= shape[1]):
         raise ValueError("gather index out of range")
     return idx
@@ -327,10 +344,15 @@ def lut_online(rt, xs: list[Shared], key: LutKey) -> list[Shared]:
     """Open every delta_i = x_i - r_i in one exchange and gather the table shares."""
     if rt.is_dealer:
         return [Shared.phantom(d, key.shape) for d in key.doms]
-    ds = [(x.reduce(b) - m) for x, b, m in zip(xs, key.bits, key.masks, strict=True)]
-    others = rt.exchange([(d.dom, d.data) for d in ds])
-    deltas = [d.dom.add(d.data, o) for d, o in zip(ds, others, strict=True)]
-    idx = deltas[0] if len(deltas) == 1 else flat_index(deltas, key.bits)
+    dt = _narrow_dtype(max(key.bits))  # every delta has <= 16 bits: no uint64 temporaries
+    ds = [np.empty(x.size, dtype=dt) for x in xs]
+    for x, m, d, b in zip(xs, key.masks, ds, key.bits, strict=True):
+        _masked_kernel(x.data.reshape(-1), m.data.reshape(-1), (1 << b) - 1, d)
+    others = rt.exchange([(ring(b), d) for d, b in zip(ds, key.bits, strict=True)], dt)
+    for d, o, b in zip(ds, others, key.bits, strict=True):
+        np.add(d, o, out=d)
+        d &= dt((1 << b) - 1)
+    idx = ds[0] if len(ds) == 1 else flat_index([d.astype(U64) for d in ds], key.bits)
     return [
         Shared(dom, gather(t, idx).reshape(key.shape), rt.rank)
         for t, dom in zip(key.tabs, key.doms, strict=True)

@@ -38,14 +38,14 @@ def received():
     log = {1: [], 2: []}
     old_recv, old_take = Runtime.recv, Runtime.take
 
-    def recv(self, specs):
-        got = old_recv(self, specs)
-        log[self.rank].extend(("msg", g.copy()) for g in got)
+    def recv(self, specs, *a, **kw):
+        got = old_recv(self, specs, *a, **kw)
+        log[self.rank].extend(("msg", g.astype(np.uint64)) for g in got)
         return got
 
-    def take(self, dom, shape):
-        got = old_take(self, dom, shape)
-        log[self.rank].append(("take", got.copy()))
+    def take(self, dom, shape, *a, **kw):
+        got = old_take(self, dom, shape, *a, **kw)
+        log[self.rank].append(("take", got.astype(np.uint64)))
         return got
 
     Runtime.recv, Runtime.take = recv, take
@@ -144,17 +144,18 @@ def party_views():
     old_exchange = Runtime.exchange
     old_packed = lut_mod._PackedTable.__init__
 
-    def recv(self, specs):
-        got = old_recv(self, specs)
+    def recv(self, specs, *a, **kw):
+        got = old_recv(self, specs, *a, **kw)
         for (dom, _), g in zip(specs, got, strict=True):
-            log[self.rank].append(View("msg", self.acct.path, dom, g.copy()))
+            log[self.rank].append(View("msg", self.acct.path, dom, g.astype(np.uint64)))
             nbytes[self.rank][0] += dom.nbytes(g.size)
         return got
 
-    def exchange(self, items):
-        got = old_exchange(self, items)
+    def exchange(self, items, *a, **kw):
+        got = old_exchange(self, items, *a, **kw)
         for (dom, mine), g in zip(items, got, strict=True):
-            log[self.rank].append(View("open", self.acct.path, dom, dom.add(dom.reduce(mine), g)))
+            opened = dom.add(dom.reduce(mine), g.astype(np.uint64))
+            log[self.rank].append(View("open", self.acct.path, dom, opened))
         return got
 
     def take_raw(self, n):
@@ -170,8 +171,8 @@ def party_views():
         nbytes[rank][1] += len(raw)
         return vals
 
-    def take(self, dom, shape):
-        got = old_take(self, dom, shape)
+    def take(self, dom, shape, *a, **kw):
+        got = old_take(self, dom, shape, *a, **kw)
         claim(self.rank, dom, got.size)
         return got
 

@@ -74,9 +74,10 @@ def record_exchanges():
     """Record (rank, sent arrays, received arrays) of every exchange."""
     log, old = [], Runtime.exchange
 
-    def wrapped(self, items):
-        got = old(self, items)
-        log.append((self.rank, [a.copy() for _, a in items], [g.copy() for g in got]))
+    def wrapped(self, items, *a, **kw):
+        got = old(self, items, *a, **kw)
+        sent, got64 = [x.astype(np.uint64) for _, x in items], [g.astype(np.uint64) for g in got]
+        log.append((self.rank, sent, got64))
         return got
 
     Runtime.exchange = wrapped
