@@ -54,6 +54,19 @@ def log(msg: str) -> None:
 
 
 # -- qbert-mpc ---------------------------------------------------------------------------------
+def fresh(fn: str, *args):
+    """``fn(*args)`` of this module in a new Python process (JSON in and out), so that the
+    helper's dealing (in-process in ``run_job``) and the parties run the same code even if
+    the source tree changes during a long benchmark."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "benchmarks.vs_crypten", "--call", json.dumps([fn, *args])]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    if p.returncode != 0:
+        raise RuntimeError(f"{fn}{tuple(args)} failed with exit status {p.returncode}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
 def ours_micro(name: str, quick: bool, repeats: int) -> dict:
     from benchmarks.bench_protocols import measure
 
@@ -208,16 +221,16 @@ def run(a, checkpoint=None) -> dict:
         log(f"{name}: qbert-mpc ...")
         res: dict = {}
         if name in MICRO:
-            res["ours"] = ours_micro(name, a.quick, a.repeats)
+            res["ours"] = fresh("ours_micro", name, a.quick, a.repeats)
             log(f"{name}: CrypTen ...")
             res["crypten"] = crypten_row(name, a.quick, a.repeats)
         elif name == "bert_layer":
-            res["ours"] = ours_bert_layer(a.quick, a.repeats, max_material)
+            res["ours"] = fresh("ours_bert_layer", a.quick, a.repeats, max_material)
             log(f"{name}: CrypTen ...")
             res["crypten"] = crypten_row(name, a.quick, a.repeats)
         elif name == "bert_base":
             layer = (results.get("bert_layer") or {}).get("ours")
-            res["ours"] = ours_bert_base(a.quick, max_material, layer)
+            res["ours"] = fresh("ours_bert_base", a.quick, max_material, layer)
             if a.quick or a.no_crypten_full:
                 c_layer = (results.get("bert_layer") or {}).get("crypten")
                 c = dict(crypten_row("bert_base", a.quick, 1, layers=2) if a.quick else {})
@@ -236,7 +249,7 @@ def run(a, checkpoint=None) -> dict:
         elif name == "minilm":
             n = a.sentences
             try:
-                res["ours"], acc = ours_minilm(n)
+                res["ours"], acc = fresh("ours_minilm", n)
             except Exception as e:  # noqa: BLE001 - the sentiment model is optional here
                 log(f"{name}: qbert-mpc's sentiment model is unavailable: {e}")
                 results[name] = {"ours": {"status": f"skipped: {type(e).__name__}: {e}"}}
@@ -267,7 +280,7 @@ def run(a, checkpoint=None) -> dict:
         for net in a.emulate:
             if name in MICRO or name == "bert_layer":
                 log(f"{name}: qbert-mpc emulated {net} ...")
-                emulated.setdefault(name, {})[net] = emulate(name, a.quick, a.repeats, net)
+                emulated.setdefault(name, {})[net] = fresh("emulate", name, a.quick, a.repeats, net)
         if checkpoint:
             checkpoint({"results": _ordered(results), "emulated": emulated})
     return {"results": _ordered(results), "emulated": emulated}
@@ -301,7 +314,12 @@ def main(argv=None) -> int:
         action="store_true",
         help="project CrypTen's 12-layer BERT-base from its layer instead of running it",
     )
+    ap.add_argument("--call", help=argparse.SUPPRESS)  # internal: see fresh()
     a = ap.parse_args(argv)
+    if a.call:
+        fn, *args = json.loads(a.call)
+        print(json.dumps(globals()[fn](*args)))
+        return 0
     if a.quick:
         a.repeats = 1
     if a.emulate is None:
