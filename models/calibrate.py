@@ -190,17 +190,21 @@ def collect(
     batch_size: int = 32,
     seed: int = 0,
     grams: bool = False,
+    progress: bool = False,
 ) -> dict[str, Stat]:
     """Statistics of every quantized tensor of ``model`` over ``sentences`` (strings or
     (text, label) pairs), truncated to ``seq_len`` tokens; ``grams``: also the input Gram
-    matrices of the linear layers."""
+    matrices of the linear layers; ``progress``: a progress bar on stderr."""
+    from tqdm import tqdm
+
     texts = texts_of(sentences)
     if not texts:
         raise ValueError("calibration needs at least one sentence")
     was_training = model.training
     model.eval()
     try:
-        with Calibrator(model, seed, grams) as cal:
+        bar = tqdm(total=len(texts), desc="calibration", unit="sent", disable=not progress)
+        with Calibrator(model, seed, grams) as cal, bar:
             for s in range(0, len(texts), batch_size):
                 enc = tokenizer(
                     texts[s : s + batch_size],
@@ -210,6 +214,7 @@ def collect(
                     return_tensors="pt",
                 )
                 cal.run(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+                bar.update(len(enc["input_ids"]))
     finally:
         model.train(was_training)
     return cal.stats

@@ -122,11 +122,15 @@ def parse_movie_snippets(text: str, min_abs_score: float = MOVIE_MIN_ABS_SCORE) 
 # ----------------------------------------------------------------------------- cache
 
 
+def cache_root() -> Path:
+    """qbert-mpc's cache: ``$QBERT_MPC_CACHE`` or ``~/.cache/qbert-mpc``."""
+    root = os.environ.get(CACHE_ENV)
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "qbert-mpc"
+
+
 def cache_dir() -> Path:
     """Directory holding the extracted data files (``$QBERT_MPC_CACHE/data``)."""
-    root = os.environ.get(CACHE_ENV)
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "qbert-mpc"
-    return base / "data"
+    return cache_root() / "data"
 
 
 def _cached(rel: str) -> Path:

@@ -10,7 +10,7 @@ tokens (padded / truncated to the public ``seq_len``).
 
 CLI (``register`` adds them to ``qbert-mpc``; heavy imports happen only when they run):
 
-    qbert-mpc quantize --out DIR [--bits 8] [--calib 256] [--seq-len 64]
+    qbert-mpc quantize --out DIR [--bits 8] [--checkpoint HF_DIR] [--calib 256] [--seq-len 64]
     qbert-mpc eval [--limit N] [--bits 8 4 1] [--no-float] [--model DIR] [--data uci]
 """
 
@@ -159,11 +159,21 @@ def format_table(results: Sequence[Result]) -> str:
 
 
 # -- command line -----------------------------------------------------------------------
-def add_quantize_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder of the model")
-    p.add_argument("--bits", type=int, choices=(8, 4, 1), default=8, help="weight bits")
+def _add_checkpoint(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="a Hugging Face BertForSequenceClassification folder, read offline "
+        "(default: the bundled MiniLM sentiment classifier)",
+    )
     p.add_argument("--calib", type=int, default=DEFAULT_CALIB, help="calibration sentences")
     p.add_argument("--seq-len", type=int, default=64, help="public padded length (default 64)")
+
+
+def add_quantize_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="DIR", help="output model folder")
+    p.add_argument("--bits", type=int, choices=(8, 4, 1), default=8, help="weight bits")
+    _add_checkpoint(p)
 
 
 def add_eval_args(p: argparse.ArgumentParser) -> None:
@@ -174,25 +184,52 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-float", action="store_true", help="skip the float row")
     p.add_argument("--model", metavar="DIR", help="evaluate a saved integer model instead")
     p.add_argument("--data", choices=("uci", "movie"), default="uci", help="test sentences")
-    p.add_argument("--calib", type=int, default=DEFAULT_CALIB, help="calibration sentences")
-    p.add_argument("--seq-len", type=int, default=64, help="public padded length (default 64)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_checkpoint(p)
 
 
-def quantize_command(args) -> dict:
-    """``qbert-mpc quantize``: quantize the fine-tuned classifier and save it."""
+def _classifier(args):
+    if args.checkpoint:
+        from models.saved import load_hf_classifier
+
+        return load_hf_classifier(args.checkpoint)
     from models.checkpoint import load_classifier
+
+    return load_classifier()
+
+
+def quantize_command(args) -> int:
+    """``qbert-mpc quantize``: quantize a classifier and write a model folder."""
     from models.quantize import Options, quantize
+    from models.saved import save_model
 
-    model, tok = load_classifier()
+    if args.calib < 1:
+        raise ValueError("--calib must be at least 1")
+    model, tok = _classifier(args)
     calib = calibration_sentences(args.calib)
-    opts = Options(seq_len=args.seq_len)
-    cfg, params = quantize(model, calib, {"weights": args.bits}, tokenizer=tok, options=opts)
-    params.save(args.out)
-    return {"out": str(args.out), "bits": args.bits, "calib": len(calib), "digest": cfg.digest()}
+    t0 = time.perf_counter()
+    opts = Options(seq_len=min(args.seq_len, model.config.max_position_embeddings))
+    cfg, params = quantize(
+        model, calib, {"weights": args.bits}, tokenizer=tok, options=opts, progress=not args.json
+    )
+    source = {
+        "checkpoint": str(args.checkpoint or "bundled minilm-sentiment"),
+        "bits": args.bits,
+        "calib": len(calib),
+    }
+    save_model(args.out, params, model, tok, source)
+    out = {**source, "out": str(args.out), "config": cfg.digest()}
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(
+            f"wrote {args.out}: W{args.bits}A8, {len(calib)} calibration sentences, "
+            f"{out['seconds']} s (config {out['config']})"
+        )
+    return 0
 
 
-def eval_command(args) -> list[Result]:
+def eval_command(args) -> int:
     """``qbert-mpc eval``: accuracy table on the UCI (or movie) sentences."""
     from models import data
     from models.quantize import Options
@@ -201,32 +238,55 @@ def eval_command(args) -> list[Result]:
     modes = ([] if args.no_float else ["float"]) + [f"W{b}A8" for b in args.bits]
     params = None
     if args.model:
-        from models.qmodel import QBertParams
+        from models.saved import load_params
 
-        params = QBertParams.load(args.model)
+        params = load_params(args.model)
         modes = [m for m in modes if m == "float"]
+    model, tok = _classifier(args)
     results = evaluate(
         sents,
         modes,
         args.limit,
+        model=model,
+        tokenizer=tok,
         calib=calibration_sentences(args.calib),
         options=Options(seq_len=args.seq_len),
         params=params,
+        progress=not args.json,
     )
     if args.json:
         print(json.dumps([asdict(r) for r in results]))
     else:
         print(format_table(results))
-    return results
+    return 0
 
 
-def register(sub) -> None:
+def _no_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+
+
+def register(sub, add_common=_no_common) -> None:
     """Add the ``quantize`` and ``eval`` subcommands to a subparsers object."""
-    q = sub.add_parser("quantize", help="quantize the fine-tuned classifier to an integer model")
+    q = sub.add_parser(
+        "quantize",
+        help="quantize a BERT classifier into a model folder",
+        description="Calibrate on training sentences, quantize weights (8/4/1 bit, "
+        "per-channel) and activations (int8), and write a model folder: public config, "
+        "the owner's private integers, the client's public tokenizer and embeddings.",
+    )
     add_quantize_args(q)
-    q.set_defaults(func=lambda a: print(json.dumps(quantize_command(a))))
-    e = sub.add_parser("eval", help="accuracy of the float and integer models")
+    add_common(q)
+    q.set_defaults(func=quantize_command)
+    e = sub.add_parser(
+        "eval",
+        help="accuracy of the float and integer models on labelled sentences",
+        description="Accuracy of the float classifier and of its W8A8 / W4A8 / W1A8 "
+        "integer models (the plaintext integer reference: exactly what the secure run "
+        "reveals) on the 3,000 UCI sentences.",
+    )
     add_eval_args(e)
+    add_common(e)
     e.set_defaults(func=eval_command)
 
 
@@ -234,8 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m models.evaluate")
     register(ap.add_subparsers(dest="command", required=True))
     args = ap.parse_args(argv)
-    args.func(args)
-    return 0
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,18 @@
-"""CLI job "bert": secure inference of a quantized BERT classifier.
+"""CLI job "bert": secure inference of a quantized BERT classifier (the main job).
 
-P2 (owner) holds the model: ``--model DIR`` (a folder saved by ``QBertParams.save``; P0 and
-P1 read only its public ``config.json``), or by default a random valid model of the shape
-``--random-config`` (tiny | minilm | bert-base) drawn from the public ``--seed``. P1
-(client) inputs int8 embeddings of ``--seq-len`` tokens (the first ``--valid-len`` real, the
-rest padding), generated from the same seed for now (text input comes later). P1 learns the
-integer logits and the prediction; with a random model everything derives from public
-seeds, so P1 also recomputes the plaintext reference logits and reports whether they match
-(``matches_plaintext``, which the CLI turns into its exit status).
+``--model`` picks the model: ``sentiment`` (default: the bundled MiniLM sentiment classifier
+quantized to W8A8, built and cached on first use), a folder written by ``qbert-mpc
+quantize``, or ``random`` (random weights of the shape ``--random-config``, drawn from the
+public ``--seed``). P2 (owner) reads the private ``params.safetensors``; P0 and P1 read only
+the public config, and P1 (client) the public tokenizer and embedding tables.
+
+With a text model P1 tokenizes ``--text`` (passed to P1 only), looks up its embeddings in
+plaintext and shares them; with a random model P1 inputs random int8 embeddings of
+``--seq-len`` tokens (``--valid-len`` real). P1 learns the integer logits only.
+
+Checks against plaintext: with a random model every party can derive the weights, so P1
+recomputes the reference itself; with a real model only the operator of a local run (who
+holds every party's data) can, and ``qbert-mpc run`` does so after the run (``plaintext``).
 """
 
 from __future__ import annotations
@@ -18,99 +23,197 @@ import hashlib
 import numpy as np
 
 RANDOM_CONFIGS = ("tiny", "minilm", "bert-base")
+SAMPLE_TEXT = "A gripping, beautifully acted film that stays with you long after it ends."
 
 
 def _options(g) -> None:
-    g.add_argument("--model", metavar="DIR", default="", help="saved quantized model folder")
+    g.add_argument(
+        "--model",
+        metavar="NAME|DIR",
+        default="sentiment",
+        help="'sentiment' (bundled MiniLM classifier, W8A8), a folder from `qbert-mpc "
+        "quantize`, or 'random' (random weights of --random-config) (default: sentiment)",
+    )
+    g.add_argument("--text", default=SAMPLE_TEXT, help="the client's sentence (P1 only)")
     g.add_argument(
         "--random-config",
         choices=RANDOM_CONFIGS,
         default="minilm",
-        help="shape of the random model when no --model is given (default: minilm)",
+        help="shape of the --model random weights (default: minilm)",
     )
-    g.add_argument("--seq-len", type=int, default=0, help="padded length (0: the config's)")
-    g.add_argument("--valid-len", type=int, default=0, help="real tokens, rest padding (0: all)")
+    g.add_argument(
+        "--seq-len", type=int, default=0, help="public padded length (0: the model's default)"
+    )
+    g.add_argument(
+        "--valid-len", type=int, default=0, help="random model: real tokens, rest padding"
+    )
     try:
         g.add_argument("--seed", type=int, default=0, help="public seed of the random data")
     except argparse.ArgumentError:
         pass  # another job (demo) already defines --seed: same meaning, shared
 
 
-def _model(rt_rank: int, args):
-    """(config, params or None): P2 always gets params; with a random model every party
-    derives the public config (and the public-seed weights) from the seed."""
-    from models.qmodel import QBertParams, load_config, preset
-    from models.qrandom import random_qbert
+def _folder(args):
+    from models.saved import resolve
 
-    if args.model:
-        if rt_rank == 2:
-            p = QBertParams.load(args.model)
-            return p.config, p
-        return load_config(args.model), None
-    p = random_qbert(preset(args.random_config), seed=args.seed)
-    return p.config, p
+    return resolve(str(args.model))
+
+
+def _config(args):
+    """(public config, model folder or None) without the owner's parameters."""
+    from models.qmodel import preset
+    from models.qrandom import random_qbert
+    from models.saved import load_public_config
+
+    folder = _folder(args)
+    if folder is None:
+        return random_qbert(preset(args.random_config), seed=args.seed).config, None
+    return load_public_config(folder), folder
+
+
+def _params(args):
+    from models.qmodel import preset
+    from models.qrandom import random_qbert
+    from models.saved import load_params
+
+    folder = _folder(args)
+    return (
+        random_qbert(preset(args.random_config), seed=args.seed)
+        if folder is None
+        else (load_params(folder))
+    )
 
 
 def _seq_len(args, cfg) -> int:
     L = int(args.seq_len) or cfg.seq_len
-    if L < 1:
-        raise ValueError("--seq-len must be positive")
+    if L < 2:
+        raise ValueError("--seq-len must be at least 2 ([CLS] and [SEP])")
     return L
+
+
+def _client_input(args, cfg, folder, L):
+    """P1's (x_int8, mask) and what it may report about its own input."""
+    if folder is None:
+        from models.qrandom import random_input
+
+        x, mask = random_input(cfg, L, seed=args.seed, valid=int(args.valid_len) or None)
+        return x, mask, {}
+    from models.saved import ClientSide
+
+    client = ClientSide(folder)
+    x, mask = client.input(args.text, cfg, L)
+    return x, mask, {"text": args.text, "labels": client.labels}
+
+
+def _label(res: dict, i: int) -> str:
+    labels = res.get("labels") or []
+    return labels[i] if i < len(labels) else str(i)
 
 
 def _program(rt, args) -> dict:
     from models.ops_plain import reference_logits
     from models.ops_secure import prepare, secure_logits, share_inputs
-    from models.qrandom import random_input
 
-    cfg, params = _model(rt.rank, args)
+    cfg, folder = _config(args)
+    params = _params(args) if rt.rank == 2 or (rt.rank == 1 and folder is None) else None
     L = _seq_len(args, cfg)
     x = mask = None
+    info = {}
     if rt.rank == 1:
-        x, mask = random_input(cfg, L, seed=args.seed, valid=int(args.valid_len) or None)
+        x, mask, info = _client_input(args, cfg, folder, L)
     prep = prepare(rt, params if rt.rank == 2 else None, cfg)
     xs, ms = share_inputs(rt, cfg, x, mask, L)
     logits = secure_logits(rt, prep, cfg, xs, ms)
     if rt.rank != 1:
         return {}
     res = {
-        "model": args.model or f"random {args.random_config} (seed {args.seed})",
+        "model": str(folder) if folder else f"random {args.random_config} (seed {args.seed})",
         "seq_len": L,
         "valid_len": int(mask.sum()),
         "logits": [int(v) for v in logits],
         "prediction": int(np.argmax(logits)),
+        **info,
     }
-    if not args.model:  # public-seed weights: the client can check the answer
-        ref = reference_logits(params, cfg, x, mask)
-        res["reference_logits"] = [int(v) for v in ref]
-        res["matches_plaintext"] = bool((ref == logits).all())
+    if folder is None:  # public-seed weights: the client can check the answer
+        res.update(_compare(res, reference_logits(params, cfg, x, mask)))
     return res
 
 
-def _program_id(args) -> str:
-    if args.model:
-        from models.qmodel import load_config
+def _compare(res: dict, ref) -> dict:
+    return {
+        "reference_logits": [int(v) for v in ref],
+        "reference_prediction": int(np.argmax(ref)),
+        "matches_plaintext": bool(list(ref) == res["logits"]),
+    }
 
-        key = load_config(args.model).digest()
-    else:
-        key = f"random:{args.random_config}:{args.seed}"
-    return hashlib.sha256(f"bert:{key}:{args.seq_len}".encode()).hexdigest()[:16]
+
+def _plaintext(args, res: dict) -> dict:
+    """Local runs only (the operator holds all data): the integer reference on the same
+    input, and the float classifier's prediction when the model is the bundled one."""
+    if _folder(args) is None:
+        return {}
+    from models.ops_plain import reference_logits
+    from models.saved import DEFAULT_NAME, ClientSide
+
+    cfg, folder = _config(args)
+    params = _params(args)
+    x, mask = ClientSide(folder).input(args.text, cfg, res["seq_len"])
+    out = _compare(res, reference_logits(params, cfg, x, mask))
+    if args.model == DEFAULT_NAME:
+        from models.checkpoint import load_classifier
+        from models.evaluate import float_predictions
+
+        model, tok = load_classifier()
+        pred, _ = float_predictions(model, tok, [args.text], res["seq_len"])
+        out["float_prediction"] = int(pred[0])
+    return out
+
+
+def _prepare(args) -> None:
+    """Before any party starts: build the bundled model if needed, validate the folder and
+    the sentence's length (typed one-line errors instead of a failing party)."""
+    from models.saved import ClientSide, load_params
+
+    cfg, folder = _config(args)
+    L = _seq_len(args, cfg)
+    if folder is not None:
+        load_params(folder)
+        ClientSide(folder).check_length(args.text, L)
+
+
+def _program_id(args) -> str:
+    cfg, folder = _config(args)
+    key = cfg.digest() if folder else f"random:{args.random_config}:{args.seed}"
+    return hashlib.sha256(f"bert:{key}:{_seq_len(args, cfg)}".encode()).hexdigest()[:16]
 
 
 def _summary(res: dict) -> list[str]:
-    lines = [
-        f"model: {res['model']}; {res['seq_len']} tokens ({res['valid_len']} real)",
-        f"logits: {res['logits']} -> prediction {res['prediction']}",
-    ]
+    pred = _label(res, res["prediction"])
+    if "text" in res:
+        lines = [
+            f'sentence (P1\'s private input): "{res["text"]}"',
+            f"  {res['valid_len']} tokens, padded to {res['seq_len']}; model {res['model']}",
+        ]
+    else:
+        lines = [f"model: {res['model']}; {res['seq_len']} tokens ({res['valid_len']} real)"]
+    lines.append(f"secure prediction:    {pred}  (integer logits {res['logits']})")
     if "reference_logits" in res:
         ok = "yes" if res["matches_plaintext"] else "NO"
-        lines.append(f"plaintext reference: {res['reference_logits']}; secure == plaintext: {ok}")
+        ref = _label(res, res["reference_prediction"])
+        lines.append(
+            f"plaintext prediction: {ref}  (integer reference {res['reference_logits']}; "
+            f"secure == plaintext: {ok})"
+        )
+    if "float_prediction" in res:
+        lines.append(
+            f"float model (unquantized) prediction: {_label(res, res['float_prediction'])}"
+        )
     return lines
 
 
 HELP = (
-    "quantized BERT classifier: embeddings private to P1 (client), model private to P2 "
-    "(owner), integer logits revealed to P1 only"
+    "quantized BERT classifier: the sentence private to P1 (client), the model private to "
+    "P2 (owner), integer logits revealed to P1 only"
 )
 
 
@@ -118,4 +221,14 @@ def bert_job():
     """The ``net.jobs.Job`` (built lazily: ``net.jobs`` imports this module to register it)."""
     from net.jobs import Job
 
-    return Job("bert", HELP, _options, _program, _program_id, _summary)
+    return Job(
+        "bert",
+        HELP,
+        _options,
+        _program,
+        _program_id,
+        _summary,
+        prepare=_prepare,
+        plaintext=_plaintext,
+        client_only=("text",),
+    )

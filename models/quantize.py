@@ -339,6 +339,7 @@ def quantize(
     tokenizer=None,
     options: Options | None = None,
     stats: dict[str, Stat] | None = None,
+    progress: bool = False,
 ) -> tuple[QBertConfig, QBertParams]:
     """Quantize a ``BertForSequenceClassification`` (see module doc). ``calib_sentences``:
     strings or (text, label) pairs; ``tokenizer`` defaults to the checkpoint's; ``stats``
@@ -355,7 +356,14 @@ def quantize(
             tokenizer = load_tokenizer()
         low = o.gptq and min(normalize_bits(bits).values()) < 8
         stats = collect(
-            hf_model, tokenizer, calib_sentences, o.seq_len, o.batch_size, o.seed, grams=low
+            hf_model,
+            tokenizer,
+            calib_sentences,
+            o.seq_len,
+            o.batch_size,
+            o.seed,
+            grams=low,
+            progress=progress,
         )
     n = hf.num_hidden_layers
     gin, gout = gelu_formats(stats, n, o.gelu_pct)

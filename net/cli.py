@@ -1,10 +1,14 @@
 """The ``qbert-mpc`` command line.
 
-    qbert-mpc run                        three parties on this machine (P0 live), one job
+    qbert-mpc run                        secure inference of the bundled sentiment model on
+                                         a sample sentence: three local processes (P0 live)
+    qbert-mpc run --text "..."           ... on your sentence
     qbert-mpc run --mode 2party          deal first, then only P1 and P2 online
     qbert-mpc deal --out DIR --runs N    helper material for N later 2-party runs
     qbert-mpc party --config hosts.toml --role P1 [--material DIR --run I]
                                          one party of a LAN run (start P0, P1, P2 on their hosts)
+    qbert-mpc quantize --out DIR         quantize a BERT classifier into a model folder
+    qbert-mpc eval                       accuracy: float vs W8A8 / W4A8 / W1A8 (UCI sentences)
 
 Errors are one line on stderr and a non-zero exit; ``--debug`` shows the traceback.
 """
@@ -28,7 +32,10 @@ EXIT_ERROR = 2
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--job", choices=sorted(JOBS), default="demo", help="what to compute (default: demo)"
+        "--job",
+        choices=sorted(JOBS),
+        default="bert",
+        help="what to compute: bert (a BERT classifier, the default) or demo (ReLU(X·W))",
     )
     for job in JOBS.values():
         job.add_options(p.add_argument_group(f"options of --job {job.name}", job.help))
@@ -71,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a party waits for a peer before failing (default: 120)",
     )
     run.add_argument("--report", metavar="FILE", help="write the merged JSON report here")
+    run.add_argument(
+        "--all-scopes", action="store_true", help="print every sub-scope, not only the top level"
+    )
     certs.add_run_options(run)
     _add_common(run)
     _add_job_options(run)
@@ -107,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(deal)
     _add_job_options(deal)
     certs.register(sub)
+    from models.evaluate import register
+
+    register(sub, _add_common)
     return ap
 
 
@@ -122,7 +135,9 @@ def _cmd_party(args, job) -> dict:
     from net.hosts import load_hosts
     from net.party import run_party
 
-    hosts = load_hosts(args.config)
+    hosts = load_hosts(args.config)  # a bad host file fails before any slow preparation
+    if job.prepare:
+        job.prepare(args)
     rank = int(args.role[1])
     return run_party(rank, hosts, job, args, material=args.material, run=args.run)
 
@@ -132,14 +147,19 @@ def _cmd_deal(args, job) -> dict:
 
     if args.runs < 1:
         raise ValueError("--runs must be at least 1")
+    if job.prepare:
+        job.prepare(args)
     return deal(job, args, args.out, args.runs, progress=not args.json)
 
 
-def _job_argv(args, job) -> list[str]:
+def _job_argv(args, job, rank: int) -> list[str]:
+    """The job options for party ``rank`` (``client_only`` ones go to P1 only)."""
     argv = ["--job", job.name]
     probe = argparse.ArgumentParser(add_help=False)
     job.add_options(probe)
     for action in probe._actions:
+        if action.dest in job.client_only and rank != 1:
+            continue
         argv += [action.option_strings[0], str(getattr(args, action.dest))]
     return argv
 
@@ -154,6 +174,8 @@ def run_job(args, job, entry: str = "net.cli") -> dict:
     from net.launcher import launch
     from net.party import deal
 
+    if job.prepare:
+        job.prepare(args)
     hosts = local_hosts()
     with tempfile.TemporaryDirectory(prefix="qbert-mpc-") as tmp:
         cfg = Path(tmp) / "hosts.toml"
@@ -168,7 +190,7 @@ def run_job(args, job, entry: str = "net.cli") -> dict:
             ranks = (1, 2)
             extra = ["--material", str(Path(tmp) / "material")]
         base = [sys.executable, "-m", entry, "party", "--config", str(cfg), "--json"]
-        commands = {r: base + ["--role", f"P{r}"] + _job_argv(args, job) + extra for r in ranks}
+        commands = {r: base + ["--role", f"P{r}"] + _job_argv(args, job, r) + extra for r in ranks}
         t0 = time.perf_counter()
         # The parties share this machine's cores: one BLAS thread each avoids oversubscription.
         env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -181,30 +203,40 @@ def run_job(args, job, entry: str = "net.cli") -> dict:
     outs = {r: json.loads(res.stdout.strip().splitlines()[-1]) for r, res in results.items()}
     reports = {r: o["report"] for r, o in outs.items()}
     merged = merge_reports(reports)
+    result = outs[1]["result"]
+    if job.plaintext:
+        result.update(job.plaintext(args, result))
     return {
         "job": job.name,
         "mode": args.mode,
-        "result": outs[1]["result"],
+        "result": result,
         "wall_seconds": wall,
         "online_seconds": max(outs[r]["seconds"] for r in (1, 2)),
+        "helper_seconds": outs[0]["seconds"] if 0 in outs else None,
         "offline": offline,
         "merged": merged,
         "reports": reports,
     }
 
 
-def _print_run(out: dict, job) -> None:
+def _print_run(out: dict, job, all_scopes: bool = False) -> None:
     for line in job.summary(out["result"]):
         print(line)
     m = out["merged"]
     t = m["total"]
+    helper = (
+        f"; helper P0 {out['helper_seconds']:.2f} s generating and streaming material "
+        "(concurrently)"
+        if out.get("helper_seconds") is not None
+        else ""
+    )
     print(
-        f"mode: {out['mode']}; wall {out['wall_seconds']:.2f} s (3 processes incl. start-up), "
-        f"parties' compute+network {out['online_seconds']:.2f} s"
+        f"time ({out['mode']}): wall {out['wall_seconds']:.2f} s (processes incl. start-up); "
+        f"online {out['online_seconds']:.2f} s (P1, P2 compute + network){helper}"
     )
     if out["offline"]:
         print(
-            f"offline (dealt to disk): {out['offline']['seconds']:.2f} s, "
+            f"offline (dealt to disk first): {out['offline']['seconds']:.2f} s, "
             f"{_fmt_bytes(out['offline']['bytes'])}"
         )
     print(
@@ -215,6 +247,8 @@ def _print_run(out: dict, job) -> None:
     )
     print(f"{'scope':<24}{'rounds':>8}{'P1 sent':>14}{'P2 sent':>14}{'helper→P2':>14}{'s':>8}")
     for name, s in m["scopes"].items():
+        if "." in name and not all_scopes:
+            continue
         print(
             f"{name:<24}{s['rounds']:>8}{_fmt_bytes(s['online_bytes'][0]):>14}"
             f"{_fmt_bytes(s['online_bytes'][1]):>14}{_fmt_bytes(s['offline_bytes'][1]):>14}"
@@ -226,8 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "certs":
         return certs.main(args)
-    job = JOBS[args.job]
     try:
+        if args.command in ("quantize", "eval"):
+            return args.func(args)
+        job = JOBS[args.job]
         if args.command == "run":
             out = run_job(args, job)
             if args.report:
@@ -235,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 print(json.dumps({k: v for k, v in out.items() if k != "reports"}))
             else:
-                _print_run(out, job)
+                _print_run(out, job, args.all_scopes)
             return 0 if out["result"].get("matches_plaintext", True) else 1
         if args.command == "party":
             out = _cmd_party(args, job)

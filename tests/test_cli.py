@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-SMALL = ["--rows", "4", "--dim", "16", "--out-dim", "8", "--bits", "24"]
+SMALL = ["--job", "demo", "--rows", "4", "--dim", "16", "--out-dim", "8", "--bits", "24"]
 
 
 def cli(*argv, timeout=120):

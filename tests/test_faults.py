@@ -346,7 +346,9 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     with socket.socket() as blocker, ThreadPoolExecutor(4) as pool:
         blocker.bind(hosts.addresses[0])
         blocker.listen()
-        runs = {k: pool.submit(cli, "party", *argv) for k, (argv, _) in cases.items()}
+        runs = {
+            k: pool.submit(cli, "party", "--job", "demo", *argv) for k, (argv, _) in cases.items()
+        }
         runs["debug"] = pool.submit(cli, "party", *debug)
         runs["invalid role"] = pool.submit(cli, "party", *invalid_role)
         done = {k: f.result() for k, f in runs.items()}
