@@ -61,7 +61,11 @@ def fresh(fn: str, *args):
     import subprocess
 
     cmd = [sys.executable, "-m", "benchmarks.vs_crypten", "--call", json.dumps([fn, *args])]
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    root = str(Path(__file__).resolve().parent.parent)  # not crypten's own `benchmarks`
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    )
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"{fn}{tuple(args)} failed with exit status {p.returncode}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -315,10 +319,18 @@ def main(argv=None) -> int:
         help="project CrypTen's 12-layer BERT-base from its layer instead of running it",
     )
     ap.add_argument("--call", help=argparse.SUPPRESS)  # internal: see fresh()
+    ap.add_argument(
+        "--from-json", metavar="FILE", help="only re-render tables, plots, RESULTS.md from FILE"
+    )
     a = ap.parse_args(argv)
     if a.call:
         fn, *args = json.loads(a.call)
         print(json.dumps(globals()[fn](*args)))
+        return 0
+    if a.from_json:
+        from benchmarks.vs_report import write
+
+        print(write(json.loads(Path(a.from_json).read_text()), Path(a.out)))
         return 0
     if a.quick:
         a.repeats = 1

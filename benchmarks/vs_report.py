@@ -28,6 +28,19 @@ def _versions() -> dict:
     return out
 
 
+def _git() -> dict:
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*a):
+        p = subprocess.run(["git", *a], cwd=root, capture_output=True, text=True)
+        return p.stdout.strip() if p.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "--short", "HEAD"), "dirty": bool(status)}
+
+
 def _div(a, b):
     if a is None or b is None or not b:
         return None
@@ -287,19 +300,20 @@ def _notes(data: dict) -> list[str]:
 
 def write(data: dict, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
-    machine = machine_info()
-    machine["versions"] = _versions()
+    machine = data.get("machine") or machine_info()  # re-rendering keeps the run's machine
+    machine.setdefault("versions", _versions())
+    machine.setdefault("git", _git())
     rows = side_by_side(data["results"])
     nets = network_rows(data["results"], data.get("emulated", {}))
     files = _plots(data["results"], data.get("emulated", {}), out)
     doc = {
+        **data,
         "name": "vs_crypten",
         "machine": machine,
         "columns": COLUMNS,
         "rows": rows,
         "network_rows": nets,
         "plots": files,
-        **data,
     }
     (out / "vs_crypten.json").write_text(json.dumps(_jsonable(doc), indent=1) + "\n")
     m = machine
@@ -308,7 +322,8 @@ def write(data: dict, out: Path) -> str:
         f"jobs (timings noisy); Python {m['python']}, torch {m['versions']['torch']}, CrypTen "
         f"{m['versions']['crypten']}, numpy {m['numpy']}; {m['timestamp_utc']}; "
         f"{'--quick (small shapes)' if data['settings']['quick'] else 'full sizes'}, "
-        f"{data['settings']['repeats']} run(s) per workload."
+        f"{data['settings']['repeats']} run(s) per workload; code at {m['git']['commit']}"
+        f"{' plus uncommitted changes' if m['git']['dirty'] else ''}."
     )
     if not data.get("complete", True):
         head += " **PARTIAL: the run was still in progress when this was written.**"
