@@ -138,6 +138,18 @@ NET_COLUMNS = [
 ]
 
 
+STEPS = ["embed", "qkv", "scores", "softmax", "context", "attn_out", "ln1", "ffn1_gelu"]
+STEPS += ["ffn2", "ln2", "pooler", "classifier", "reveal"]
+
+
+def _order(scope: str) -> tuple:
+    """Pipeline order: embed, layer0..N (numerically), the layer steps, head, reveal."""
+    if scope.startswith("layer") and scope[5:].isdigit():
+        return (1, int(scope[5:]))
+    i = STEPS.index(scope) if scope in STEPS else len(STEPS)
+    return (0 if scope == "embed" else 2, i)
+
+
 def _plots(results: dict, emulated: dict, out: Path) -> list[str]:
     try:
         import matplotlib
@@ -182,7 +194,7 @@ def _plots(results: dict, emulated: dict, out: Path) -> list[str]:
         if not parts and name == "minilm":
             parts = {k: v for k, v in scopes.items() if "." not in k and k not in ("weights",)}
         if parts:
-            layer_plots.append((name, parts))
+            layer_plots.append((name, dict(sorted(parts.items(), key=lambda kv: _order(kv[0])))))
     if layer_plots:
         fig, axes = plt.subplots(1, len(layer_plots), figsize=(6 * len(layer_plots), 4))
         axes = np.atleast_1d(axes)
