@@ -49,10 +49,10 @@ class CostOps:
         self._add(beaver.cost_linear_many(x.shape, shapes, x.dom.k))
         return [Shared.phantom(x.dom, x.shape[:-1] + (s[1],)) for s in shapes]
 
-    def requant(self, acc: Shared, c: int, table, out_bits: int) -> Shared:
+    def requant(self, acc: Shared, c: int, tables) -> list[Shared]:
         k = A.carry_digits_for(c)
-        self._add(O.cost_requant(acc.shape, acc.dom.k, c, [(table, out_bits)], carry_digits=k))
-        return Shared.phantom(ring(out_bits), acc.shape)
+        self._add(O.cost_requant(acc.shape, acc.dom.k, c, tables, carry_digits=k))
+        return [Shared.phantom(ring(r), acc.shape) for _, r in tables]
 
     def bmm(self, x: Shared, y: Shared) -> Shared:
         self._add(beaver.cost_bmm(x.shape, y.shape, x.dom.k))
@@ -62,8 +62,8 @@ class CostOps:
         self._add(beaver.cost_mul(x.shape, x.dom.k, y.shape))
         return Shared.phantom(x.dom, beaver.mul_shape(x.shape, y.shape))
 
-    def softmax(self, x: Shared, fmt: SM.SoftmaxFormat, k: int) -> Shared:
-        self._add(SM.cost_softmax(x.shape, fmt, k))
+    def softmax(self, x: Shared, fmt: SM.SoftmaxFormat, k: int, xc=None) -> Shared:
+        self._add(SM.cost_softmax(x.shape, fmt, k, xc_given=xc is not None))
         return Shared.phantom(ring(k), x.shape)
 
     def layernorm(self, x: Shared, name: str, fmt: LN.LayerNormFormat, k: int) -> Shared:

@@ -75,13 +75,14 @@ class PlainOps:
             out.append(self._wrap(x.dom.k, y))
         return out
 
-    def requant(self, acc: Shared, c: int, table, out_bits: int) -> Shared:
+    def requant(self, acc: Shared, c: int, tables) -> list[Shared]:
         B = acc.dom.k
         if self.record is not None:
             h = _value(acc) >> c
             self._note("requant_saturated", np.mean(np.abs(h) >= 128))
-        out = C.reference_requant(acc.data, B, c, [(table, ring(out_bits))], exact=True)[0]
-        return Shared(ring(out_bits), out, 1)
+        tabs = [(t, ring(k)) for t, k in tables]
+        outs = C.reference_requant(acc.data, B, c, tabs, exact=True)
+        return [Shared(ring(k), o, 1) for o, (_, k) in zip(outs, tables, strict=True)]
 
     def bmm(self, x: Shared, y: Shared) -> Shared:
         return self._wrap(x.dom.k, exact_matmul(_value(x), _value(y)))
@@ -89,7 +90,7 @@ class PlainOps:
     def mul(self, x: Shared, y: Shared) -> Shared:
         return Shared(x.dom, x.dom.mul(x.data, y.data), 1)
 
-    def softmax(self, x: Shared, fmt: SM.SoftmaxFormat, k: int) -> Shared:
+    def softmax(self, x: Shared, fmt: SM.SoftmaxFormat, k: int, xc=None) -> Shared:
         return Shared(ring(k), SM.reference_softmax(x.data, x.dom.k, fmt, k), 1)
 
     def layernorm(self, x: Shared, name: str, fmt: LN.LayerNormFormat, k: int) -> Shared:

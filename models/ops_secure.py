@@ -84,9 +84,8 @@ class SecureOps:
             for o, n in zip(outs, names, strict=True)
         ]
 
-    def requant(self, acc: Shared, c: int, table, out_bits: int) -> Shared:
-        k = A.carry_digits_for(c)
-        return O.requant(self.rt, acc, c, [(table, out_bits)], carry_digits=k)[0]
+    def requant(self, acc: Shared, c: int, tables) -> list[Shared]:
+        return O.requant(self.rt, acc, c, tables, carry_digits=A.carry_digits_for(c))
 
     def bmm(self, x: Shared, y: Shared) -> Shared:
         return beaver.bmm(self.rt, x, y)
@@ -94,8 +93,8 @@ class SecureOps:
     def mul(self, x: Shared, y: Shared) -> Shared:
         return beaver.mul(self.rt, x, y)
 
-    def softmax(self, x: Shared, fmt: SM.SoftmaxFormat, k: int) -> Shared:
-        return SM.softmax(self.rt, x, fmt, k)
+    def softmax(self, x: Shared, fmt: SM.SoftmaxFormat, k: int, xc=None) -> Shared:
+        return SM.softmax(self.rt, x, fmt, k, xc)
 
     def layernorm(self, x: Shared, name: str, fmt: LN.LayerNormFormat, k: int) -> Shared:
         g = b = None

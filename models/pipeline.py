@@ -7,20 +7,21 @@ reduction — means the same thing). Everything that needs a protocol goes throu
 
     ops.scope(name)                      accounting scope (context manager)
     ops.dense_many(x, names) -> [acc]    x W'_j + b'_j (private weights, one opening of x)
-    ops.requant(acc, c, table, k)        T[floor(acc / 2^c)] over Z_2^k (exact requant)
-    ops.mul(x, y)                        element-wise shared x shared product (broadcast)
+    ops.requant(acc, c, [(T, k), ..]) -> [T[floor(acc / 2^c)] over Z_2^k, ..] (exact)
     ops.bmm(x, y)                        batched shared x shared product
-    ops.softmax(x, fmt, k) / ops.layernorm(x, name, fmt, k) / ops.gelu(acc, c, in, out, k)
+    ops.softmax(x, fmt, k, xc) / ops.layernorm(x, name, fmt, k) / ops.gelu(acc, c, in, out, k)
                                          (outputs over the consumer's ring Z_2^k)
     ops.reveal(x) -> signed ints (P1) or None
 
 Layer i (L tokens, int8 input h over Z_2^max(ring_qkv, ring_attn - t_attn)):
   qkv        Q, K, V = h W'_{q,k,v} + b' (linear_many); ONE exact requant (round, clamp to
              int8, ``idx_bits`` index) of all three, emitted over the score / context ring.
-  scores     S = Q K^T per head (bmm over Z_2^(c_s + score_idx_bits)); exact requant to
-             clamp(round(S / 2^c_s), floor, 127) in the softmax input format; padded keys
-             then get the lowest input -128 by one Beaver product with the shared mask,
-             (s + 128) mask - 128. floor = -128 + g where exp(-g 2^-in_frac) rounds to 0 in
+  scores     S = Q K^T per head (bmm over Z_2^(c_s + hb + 1), hb = score_idx_bits); padded
+             keys get + 2^(c_s + hb) (local: (1 - mask) mod 2 times 2^(c_s + hb)); ONE exact
+             requant (``score_table``, hb + 1 index bits) to clamp(round(S / 2^c_s), floor,
+             127) in the softmax input format, padded keys (and real scores beyond hb bits)
+             to the lowest input -128, plus the coarse scores floor(s / 2^max_shift) for
+             the softmax's row max. floor = -128 + g where exp(-g 2^-in_frac) rounds to 0 in
              the softmax: a masked key lies >= g below every row max, so its probability is
              exactly 0 (needs one real key per row, e.g. [CLS]). Real scores below floor
              (-6.25 with the default softmax format) are clamped there.
@@ -71,9 +72,23 @@ def score_floor(cfg: QBertConfig) -> int:
 
 
 def score_table(cfg: QBertConfig) -> np.ndarray:
-    """Signed index j (``score_idx_bits`` bits) -> clamp(j, floor, 2^(in_bits-1) - 1)."""
-    hi = (1 << (cfg.softmax.in_bits - 1)) - 1
-    return clamp_table(cfg.score_idx_bits, score_floor(cfg), hi)
+    """Signed index j of hb + 1 bits (hb = ``score_idx_bits``): clamp(j, floor,
+    2^(in_bits-1) - 1) for j in [-2^(hb-1), 2^(hb-1)) (real keys), else -2^(in_bits-1)
+    (padded keys, pushed there by + 2^hb; real scores beyond hb bits land there too)."""
+    hb, b = cfg.score_idx_bits, cfg.softmax.in_bits
+    j = C.requant_table(None, hb + 1, lo=-(1 << hb), hi=(1 << hb) - 1)
+    real = (j >= -(1 << (hb - 1))) & (j < 1 << (hb - 1))
+    return np.where(real, np.clip(j, score_floor(cfg), (1 << (b - 1)) - 1), -(1 << (b - 1)))
+
+
+def score_tables(cfg: QBertConfig) -> list:
+    """(table, ring) of the scores and, if the softmax takes its row max of coarse scores,
+    of floor(score / 2^max_shift)."""
+    f, t = cfg.softmax, score_table(cfg)
+    out = [(t, f.in_bits + 1)]
+    if f.max_shift:
+        out.append((t >> f.max_shift, f.in_bits - f.max_shift + 1))
+    return out
 
 
 def tanh_table(cfg: QBertConfig) -> np.ndarray:
@@ -89,7 +104,7 @@ def _round(acc: Shared, c: int, bits: int) -> Shared:
 
 def _to_int8(ops, acc: Shared, c: int, bits: int, k: int) -> Shared:
     """round(acc / 2^c) clamped to int8, over the consumer's ring Z_2^k."""
-    return ops.requant(_round(acc, c, bits), c, clamp_table(bits), k)
+    return ops.requant(_round(acc, c, bits), c, [(clamp_table(bits), k)])[0]
 
 
 def _scaled(x: Shared, t: int, k: int) -> Shared:
@@ -120,12 +135,11 @@ def layer(ops, cfg: QBertConfig, i: int, h: Shared, mask: Shared, cls_only: bool
         v = _heads(flat[n + m :].reshape(L, d), H, (1, 0, 2)).reduce(rc)
     with ops.scope("scores"):
         s = ops.bmm(q, k)  # [H, Lq, L]
-        b, hb = cfg.softmax.in_bits, cfg.score_idx_bits
-        s = ops.requant(_round(s, lf.c_scores, hb), lf.c_scores, score_table(cfg), b + 1)
-        half = 1 << (b - 1)
-        s = ops.mul(s + half, mask.reduce(b + 1)) - half  # padded keys -> -2^(b-1)
+        hb, cs = cfg.score_idx_bits, lf.c_scores
+        s = s + _scaled(1 - mask.reduce(1), cs + hb, rs)  # padded keys: + 2^(c_s + hb)
+        s, *sc = ops.requant(_round(s, cs, hb + 1), cs, score_tables(cfg))
     with ops.scope("softmax"):
-        prob = ops.softmax(s, cfg.softmax, rc)
+        prob = ops.softmax(s, cfg.softmax, rc, sc[0] if sc else None)
     with ops.scope("context"):
         ctx = ops.bmm(prob, v)  # [H, Lq, dh]
         ctx = ctx.transpose(1, 0, 2).reshape(Lq, d)
@@ -164,7 +178,7 @@ def logits(ops, cfg: QBertConfig, x: Shared, mask: Shared):
     with ops.scope("pooler"):
         (acc,) = ops.dense_many(h[:1], ["pooler"])
         f = cfg.tanh_in.bits
-        t = ops.requant(_round(acc, hd.c_pool, f), hd.c_pool, tanh_table(cfg), hd.ring_cls)
+        t = ops.requant(_round(acc, hd.c_pool, f), hd.c_pool, [(tanh_table(cfg), hd.ring_cls)])[0]
     with ops.scope("classifier"):
         (out,) = ops.dense_many(t, ["classifier"])
     with ops.scope("reveal"):

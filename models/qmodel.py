@@ -108,8 +108,9 @@ class QBertConfig:
         return len(self.layer_formats) == self.layers and self.head is not None
 
     def score_ring(self, lf: LayerFormat) -> int:
-        """Ring of Q K^T: the score requant reads exactly c_scores + score_idx_bits bits."""
-        return lf.c_scores + self.score_idx_bits
+        """Ring of Q K^T: the score requant reads exactly c_scores + score_idx_bits bits,
+        plus the top bit that marks padded keys."""
+        return lf.c_scores + self.score_idx_bits + 1
 
     @property
     def ctx_shift(self) -> int:
@@ -141,7 +142,7 @@ class QBertConfig:
 
     @property
     def mask_ring(self) -> int:
-        """The mask multiplies softmax inputs (signed in_bits-bit, over Z_2^(in_bits+1))."""
+        """The client's mask input ring (the pipeline reads only its low bit)."""
         return self.softmax.in_bits + 1
 
     def linears(self) -> dict[str, tuple[tuple[int, int], str]]:

@@ -8,7 +8,8 @@ Formats: ``Fixed(frac, bits)`` is a signed ``bits``-bit integer in units of 2^-f
 * exp: ``exp_table(b, in_frac, out_frac)`` for NON-POSITIVE d in units 2^-in_frac with
   |d| < 2^b, indexed by d mod 2^b (injective on [-(2^b - 1), 0], so b bits suffice, not
   b + 1): entry min(round(2^out_frac exp(d 2^-in_frac)), 2^out_frac - 1). ``exp_lut`` is
-  one LUT: b bits per party online, 1 round, 2^b m bits offline per element.
+  a one-hot LUT (``onehot.lut``): b + out_frac bits per party online, 2 rounds, 2^b +
+  sum_j (m - j) bits offline per element.
 * reciprocal of s >= 0 (Z_2^B, h = floor(s / 2^c), B - c index bits): plain table
   round(K / s_mid) at the bucket midpoint s_mid = (h + 1/2) 2^c, relative error
   <= 1/(2h + 1); or the tangent (Taylor) pair (alpha', beta) with
@@ -117,20 +118,21 @@ def exp_table(b: int, in_frac: int, out_frac: int) -> np.ndarray:
 
 
 def exp_lut(rt, d: Shared, b: int, in_frac: int, out_frac: int, out_bits: int) -> Shared:
-    """Shares over Z_2^out_bits of exp_table(b, ..)[d mod 2^b] for d <= 0, |d| < 2^b.
-    Cost: ``cost_exp_lut`` (one LUT)."""
+    """Shares over Z_2^out_bits of exp_table(b, ..)[d mod 2^b] for d <= 0, |d| < 2^b:
+    a one-hot LUT (``onehot.lut``, 2 rounds). Cost: ``cost_exp_lut``."""
     _ring_share(d, "exp input")
     if out_frac >= out_bits:
         raise ValueError(f"exp output of {out_frac} fractional bits needs a wider ring")
-    return L.lut(rt, d, [(exp_table(b, in_frac, out_frac), ring(out_bits))], bits=b)[0]
+    return O.lut(rt, d, [(exp_table(b, in_frac, out_frac), out_bits)], bits=b)[0]
 
 
 def reference_exp_lut(d, b: int, in_frac: int, out_frac: int, out_bits: int) -> np.ndarray:
-    return L.reference_lut(d, [(exp_table(b, in_frac, out_frac), ring(out_bits))], b)[0]
+    return O.reference_lut(d, b, [(exp_table(b, in_frac, out_frac), out_bits)])[0]
 
 
-def cost_exp_lut(shape, b: int, out_bits: int) -> Cost:
-    return L.cost_lut(shape, b, [ring(out_bits)])
+def cost_exp_lut(shape, b: int, out_frac: int, out_bits: int) -> Cost:
+    """The table's entries have out_frac bits (at most 2^out_frac - 1)."""
+    return O.cost_lut(shape, b, [(out_frac, out_bits)])
 
 
 # -- reciprocal -------------------------------------------------------------------------

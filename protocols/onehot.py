@@ -128,42 +128,75 @@ def _parity(x):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _slots_kernel(e, dh, rows, out):  # pragma: no cover - numba
-    """out[t, i, k] = bit k of D_0(dh_i + t) xor D_1(dh_i + 1 - t) on e's shares
-    (e: (n, 2, Wh) words, rows: (N, K, Wh), out: (2, n, K) uint8)."""
-    n, Wh = e.shape[0], e.shape[2]
-    N, K = rows.shape[0], rows.shape[1]
+def _dot_kernel(e, sh, rows, out):  # pragma: no cover - numba
+    """out[i, k] = bit k of xor_v D_v(sh[i, v]) on e's shares (e: (n, V, Wh) words,
+    rows: (N, K, Wh) bit-sliced rotations, out: (n, K) uint8)."""
+    n, V, Wh = e.shape[0], e.shape[1], e.shape[2]
+    K = rows.shape[1]
     for i in range(n):
-        for t in range(2):
-            s0 = (dh[i] + t) % N
-            s1 = (dh[i] + 1 - t) % N
-            for k in range(K):
-                acc = np.uint64(0)
+        for k in range(K):
+            acc = np.uint64(0)
+            for v in range(V):
+                s = sh[i, v]
                 for w in range(Wh):
-                    acc ^= (e[i, 0, w] & rows[s0, k, w]) ^ (e[i, 1, w] & rows[s1, k, w])
-                out[t, i, k] = _parity(acc)
+                    acc ^= e[i, v, w] & rows[s, k, w]
+            out[i, k] = _parity(acc)
 
 
-def slot_bits(e: np.ndarray, dh: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """(2, n, K) XOR shares of the candidate outputs' bits (see module doc)."""
-    n = e.shape[0]
-    out = np.empty((2, n, rows.shape[1]), dtype=np.uint8)
-    N = U64(rows.shape[0])
-    _slots_kernel(e, (dh % N).astype(np.int64), rows, out)
+@njit(cache=True, nogil=True)
+def _direct_kernel(e, sh, enc, N, out):  # pragma: no cover - numba
+    """Same as ``_dot_kernel`` with all K <= 64 output bits packed in enc[j] (for large
+    tables and few elements): xor of enc[(sh[i, v] + j) mod N] over the set bits j."""
+    n, V, Wh = e.shape[0], e.shape[1], e.shape[2]
+    for i in range(n):
+        acc = np.uint64(0)
+        for v in range(V):
+            s = sh[i, v]
+            for w in range(Wh):
+                word = e[i, v, w]
+                for b in range(64):
+                    if (word >> np.uint64(b)) & np.uint64(1):
+                        acc ^= enc[(s + 64 * w + b) % N]
+        out[i] = acc
+
+
+def dot_bits(e: np.ndarray, sh: np.ndarray, tabs, hb: int) -> np.ndarray:
+    """(n, K) XOR shares of the output bits of xor_v D_v(sh[:, v]) (see module doc)."""
+    n, K, N = e.shape[0], sum(m for _, m, _, _ in tabs), 1 << hb
+    sh = (np.asarray(sh, dtype=U64) % U64(N)).astype(np.int64).reshape(n, -1)
+    if hb >= 10 and K <= 64:
+        enc = np.zeros(N, dtype=U64)
+        off = 0
+        for t, m, _, _ in tabs:
+            enc |= (t.astype(U64) & U64((1 << m) - 1 if m < 64 else 2**64 - 1)) << U64(off)
+            off += m
+        words = np.empty(n, dtype=U64)
+        _direct_kernel(e, sh, enc, N, words)
+        return ((words[:, None] >> np.arange(K, dtype=U64)) & U64(1)).astype(np.uint8)
+    out = np.empty((n, K), dtype=np.uint8)
+    _dot_kernel(e, sh, table_rows(tabs, hb), out)
     return out
 
 
+def slot_bits(e: np.ndarray, dh: np.ndarray, tabs, hb: int) -> np.ndarray:
+    """(2, n, K) XOR shares of both requant candidates y_t' = D_0(dh + t') xor
+    D_1(dh + 1 - t') (see module doc)."""
+    dh = dh.astype(np.int64)
+    return np.stack([dot_bits(e, np.stack([dh + t, dh + 1 - t], axis=1), tabs, hb) for t in (0, 1)])
+
+
 # -- dealing --------------------------------------------------------------------------------
-def deal_onehot(rt, n: int, hb: int, pos=None) -> np.ndarray | None:
-    """XOR shares of n one-hot vectors over 2 x 2^hb positions, as (n, 2, Wh) uint64 words:
-    P1's from its seed, P2's the correction (whole words). P0 passes ``pos`` = (v, j)."""
+def deal_onehot(rt, n: int, hb: int, pos=None, halves: int = 2) -> np.ndarray | None:
+    """XOR shares of n one-hot vectors over halves x 2^hb positions, as (n, halves, Wh)
+    uint64 words: P1's from its seed, P2's the correction (whole words). P0 passes
+    ``pos`` = (v, j)."""
     Wh = -(-(1 << hb) // 64)
-    shape = (n, 2, Wh)
+    shape = (n, halves, Wh)
     if rt.is_dealer:
         v, j = pos
         for lo in range(0, n, _ROWS):
             hi = min(n, lo + _ROWS)
-            e = np.zeros((hi - lo, 2, Wh), dtype=U64)
+            e = np.zeros((hi - lo, halves, Wh), dtype=U64)
             rows = np.arange(hi - lo)
             e[rows, v[lo:hi].astype(np.intp), (j[lo:hi] >> U64(6)).astype(np.intp)] = U64(1) << (
                 j[lo:hi] & U64(63)
@@ -183,13 +216,13 @@ def _width_groups(layout):
     return groups
 
 
-def deal_b2a(rt, s, n: int, layout) -> dict | None:
-    """Arithmetic shares of the mask bits s (P0: (2, n, K) 0/1) per ring width: one message
-    per width of shape (2, n, cols)."""
+def deal_b2a(rt, s, n: int, layout, slots: int = 2) -> dict | None:
+    """Arithmetic shares of the mask bits s (P0: (slots, n, K) 0/1) per ring width: one
+    message per width of shape (slots, n, cols)."""
     out = {}
     for w, cols in sorted(_width_groups(layout).items()):
         val = s[:, :, cols] if rt.is_dealer else None
-        sh = rt.dealer_shared(ring(w), (2, n, len(cols)), val)
+        sh = rt.dealer_shared(ring(w), (slots, n, len(cols)), val)
         out[w] = (cols, None if rt.is_dealer else sh.data)
     return None if rt.is_dealer else out
 
@@ -260,7 +293,7 @@ def requant(
     delta = C._open(rt, acc - r).reshape(-1)
     dh, dl = delta >> U64(c), delta & U64((1 << c) - 1)
     tsh = C.carry_share(rt, ckey, dl)
-    y = slot_bits(e, dh, table_rows(tabs, hb))
+    y = slot_bits(e, dh, tabs, hb)
     z = y ^ s.data.astype(np.uint8)
     to, zo = rt.exchange([(BOOL, tsh), (BOOL, z)])
     t = tsh ^ to
@@ -274,6 +307,17 @@ def reference_requant(acc, B: int, c: int, tables) -> list[np.ndarray]:
     return C.reference_requant(acc, B, c, [(t, ring(M)) for t, _, _, M in tabs], exact=True)
 
 
+def _specs(tables) -> list[tuple[int, int]]:
+    """(M, m) of each (T or m, ring or M[, m]) item."""
+    return [
+        (
+            it[1] if isinstance(it[1], int) else it[1].k,
+            it[2] if len(it) > 2 else it[0] if isinstance(it[0], int) else table_bits(it[0])[0],
+        )
+        for it in tables
+    ]
+
+
 def cost_requant(
     shape, B: int, c: int, tables, *, carry_digits=None, max_index_bits=MULTI_INDEX_BITS
 ) -> Cost:
@@ -282,17 +326,53 @@ def cost_requant(
     items are (T or its width m, M[, m])."""
     n, hb = int(np.prod(shape, dtype=np.int64)), B - c
     plan = C.carry_plan(c, carry_digits, max_index_bits)
-    specs = [
-        (
-            it[1] if isinstance(it[1], int) else it[1].k,
-            it[2] if len(it) > 2 else it[0] if isinstance(it[0], int) else table_bits(it[0])[0],
-        )
-        for it in tables
-    ]
-    layout = [(0, j, M - j) for M, m in specs for j in range(m)]
+    layout = [(0, j, M - j) for M, m in _specs(tables) for j in range(m)]
     K = len(layout)
     cc = C.cost_carry(n, c, plan)
     on = msg(ring(B), n) + cc.online[0] + msg(BOOL, n) + msg(BOOL, 2 * n * K)
     off = cc.offline[1] + msg(WORD, n * 2 * -(-(1 << hb) // 64))
     off += sum(msg(ring(w), 2 * n * len(cols)) for w, cols in _width_groups(layout).items())
     return Cost((on, on), (0, off), 2 + cc.rounds)
+
+
+# -- one-hot LUT ------------------------------------------------------------------------------
+def lut(rt, x: Shared, tables, bits: int | None = None) -> list[Shared]:
+    """Shares over Z_2^M of T[x mod 2^b] for each (T, M) in ``tables`` (T of length 2^b,
+    b = ``bits`` or x's width). Offline 2^b bits (whole words) + sum_j (M - j) bits; online
+    b + sum m bits per party; 2 rounds (open x - r, then y xor s). Cost: ``cost_lut``."""
+    if not isinstance(x, Shared) or not isinstance(x.dom, Ring):
+        raise DomainMismatch(f"LUT input must be a share over a ring, got {x!r}")
+    b = x.dom.k if bits is None else int(bits)
+    if not 1 <= b <= min(x.dom.k, MAX_HB):
+        raise ValueError(f"index of {b} bits from {x.dom!r} (one-hot limit {MAX_HB})")
+    tabs = _check_tables(tables, b)
+    layout = _bit_layout(tabs)
+    shape, n = x.shape, x.size
+    r = rt.random_shared(ring(b), shape)
+    e = deal_onehot(rt, n, b, (np.zeros(n, U64), r.reshape(-1)) if rt.is_dealer else None, 1)
+    s = rt.random_shared(BOOL, (1, n, len(layout)))
+    arith = deal_b2a(rt, s, n, layout, slots=1)
+    if rt.is_dealer:
+        return [Shared.phantom(ring(M), shape) for *_, M in tabs]
+    delta = C._open(rt, x.reduce(b) - r).reshape(-1)
+    z = dot_bits(e, delta, tabs, b) ^ s.data[0].astype(np.uint8)
+    (zo,) = rt.exchange([(BOOL, z)])
+    o = (z ^ zo.astype(np.uint8))[None]
+    return b2a_outputs(rt, tabs, layout, o, np.zeros(n, dtype=U64), arith, shape)
+
+
+def reference_lut(x, b: int, tables) -> list[np.ndarray]:
+    """Plaintext: T[x mod 2^b] reduced into each table's ring."""
+    tabs = _check_tables(tables, b)
+    idx = (np.asarray(x, dtype=U64) & U64((1 << b) - 1)).astype(np.intp)
+    return [ring(M).reduce(t[idx]) for t, _, _, M in tabs]
+
+
+def cost_lut(shape, b: int, tables) -> Cost:
+    """``tables`` items are (T or its width m, M[, m])."""
+    n = int(np.prod(shape, dtype=np.int64))
+    layout = [(0, j, M - j) for M, m in _specs(tables) for j in range(m)]
+    on = msg(ring(b), n) + msg(BOOL, n * len(layout))
+    off = msg(WORD, n * -(-(1 << b) // 64))
+    off += sum(msg(ring(w), n * len(cols)) for w, cols in _width_groups(layout).items())
+    return Cost((on, on), (0, off), 2)

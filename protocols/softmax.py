@@ -58,9 +58,10 @@ U64 = np.uint64
 class SoftmaxFormat:
     in_bits: int = 8  # scores: signed in_bits-bit integers ...
     in_frac: int = 3  # ... in units of 2^-in_frac (int8, [-16, 16) by default)
-    exp_frac: int = 13  # e = round(2^exp_frac exp(x - max)), clamped to 2^exp_frac - 1
+    exp_frac: int = 15  # e = round(2^exp_frac exp(x - m)), clamped to 2^exp_frac - 1
     out_one: int = 255  # the output integer for probability 1.0
     out_bits: int = 8  # output ring; values clamped to 2^out_bits - 1
+    max_shift: int = 3  # row max of floor(x / 2^max_shift) (0: of x itself)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ def plan(L_: int, fmt: SoftmaxFormat) -> _Plan:
         raise ValueError(f"in_bits={b}: the max-tree table has 2^(in_bits+1) <= 2^12 entries")
     if not 1 <= fmt.out_one < 1 << 11 or not 1 <= fmt.out_bits <= 64:
         raise ValueError("out_one must be in 1..2047 and out_bits in 1..64")
+    if not 0 <= fmt.max_shift <= b - 1:
+        raise ValueError(f"max_shift={fmt.max_shift} must be in 0..{b - 1}")
     lg = (L_ - 1).bit_length()
     hb = fmt.out_one.bit_length()
     if not 2 <= fe <= 24 or lg > 10:
@@ -94,8 +97,9 @@ def plan(L_: int, fmt: SoftmaxFormat) -> _Plan:
     W = c + hb
     if W > 64:
         raise ValueError(f"exp_frac={fe} with rows of {L_} needs rings beyond 64 bits")
-    hs = min(11, Ws - 1)
+    hs = min(12, Ws - 1)
     cs = Ws - hs
+    e_min = int(A.exp_table(b, fmt.in_frac, fe)[(-((1 << fmt.max_shift) - 1)) % (1 << b)])
     return _Plan(
         lg,
         W,
@@ -105,7 +109,7 @@ def plan(L_: int, fmt: SoftmaxFormat) -> _Plan:
         c,
         hb,
         float(fmt.out_one << c),
-        ((1 << fe) - 1) >> cs,
+        max(e_min >> cs, 1),
     )
 
 
@@ -221,16 +225,39 @@ def _check(x, fmt: SoftmaxFormat) -> _Plan:
     return plan(x.shape[-1], fmt)
 
 
+def coarse_scores(rt, x9: Shared, fmt: SoftmaxFormat) -> Shared:
+    """floor(x / 2^max_shift) over Z_2^(in_bits - max_shift + 1) (exact one-hot requant of
+    x over Z_2^(in_bits+1); ``protocols.onehot``)."""
+    cb = fmt.in_bits - fmt.max_shift
+    return O.requant(rt, x9, fmt.max_shift, [(_coarse_table(cb), cb + 1)])[0]
+
+
+def _coarse_table(cb: int) -> np.ndarray:
+    return L.signed_table(lambda s: s, cb + 1)
+
+
+def _row_top(rt, x9: Shared, xc, fmt: SoftmaxFormat) -> Shared:
+    """m >= every x of the row with m - max(x) < 2^max_shift: 2^ms max(xc) + 2^ms - 1."""
+    b, ms = fmt.in_bits, fmt.max_shift
+    if not ms:
+        return row_max(rt, x9, b)
+    cb = b - ms
+    xc = coarse_scores(rt, x9, fmt) if xc is None else xc.reduce(cb + 1)
+    mc = row_max(rt, xc, cb)
+    return mc.reinterpret(b + 1) * (1 << ms) + ((1 << ms) - 1)
+
+
 def softmax(
-    rt, x: Shared, fmt: SoftmaxFormat = SoftmaxFormat(), out_ring: int | None = None
+    rt, x: Shared, fmt: SoftmaxFormat = SoftmaxFormat(), out_ring: int | None = None, xc=None
 ) -> Shared:
     """round(out_one * softmax(x)) over the last axis, over Z_2^out_ring (default
-    out_bits; the value is at most 2^out_bits - 1 either way; see module doc). Cost:
-    ``cost_softmax``."""
+    out_bits; the value is at most 2^out_bits - 1 either way; see module doc). ``xc``:
+    shares of floor(x / 2^max_shift) if the caller has them (else one requant more).
+    Cost: ``cost_softmax``."""
     p = _check(x, fmt)
     b, fe = fmt.in_bits, fmt.exp_frac
     x9 = x.reduce(b + 1)
-    m = row_max(rt, x9, b)
+    m = _row_top(rt, x9, xc, fmt)
     e = A.exp_lut(rt, (x9 - m).reduce(b), b, fmt.in_frac, fe, p.W)
     S = e.sum(axis=-1, keepdims=True)
     alpha, beta = A.reciprocal(
@@ -252,12 +279,18 @@ def reference_softmax(
     x, k: int, fmt: SoftmaxFormat = SoftmaxFormat(), out_ring: int | None = None
 ) -> np.ndarray:
     """The same integer pipeline in plaintext: x canonical in Z_2^k, output canonical
-    uint64 over Z_2^out_bits."""
+    uint64 over Z_2^out_ring (the coarse scores are floor(x / 2^max_shift))."""
     x = np.asarray(x)
     p = plan(x.shape[-1], fmt)
-    b, fe, RW = fmt.in_bits, fmt.exp_frac, ring(p.W)
+    b, fe, RW, ms = fmt.in_bits, fmt.exp_frac, ring(p.W), fmt.max_shift
     x9 = ring(b + 1).reduce(ring(k).reduce(x))
-    m = reference_row_max(x9, b)
+    if ms:
+        cb = b - ms
+        xc = ring(cb + 1).reduce(ring(b + 1).signed(x9) >> ms)
+        mc = ring(cb + 1).signed(reference_row_max(xc, cb))
+        m = ring(b + 1).reduce((mc << ms) + (1 << ms) - 1)
+    else:
+        m = reference_row_max(x9, b)
     e = A.reference_exp_lut(ring(b + 1).sub(x9, m), b, fmt.in_frac, fe, p.W)
     S = RW.reduce(e.sum(axis=-1, keepdims=True, dtype=U64))
     alpha, beta = A.reference_reciprocal(
@@ -268,13 +301,20 @@ def reference_softmax(
     return O.reference_requant(y, p.W, p.c, tab)[0]
 
 
-def cost_softmax(shape, fmt: SoftmaxFormat = SoftmaxFormat(), out_ring: int | None = None) -> Cost:
+def cost_softmax(
+    shape, fmt: SoftmaxFormat = SoftmaxFormat(), out_ring: int | None = None, xc_given=False
+) -> Cost:
     shape = tuple(shape)
     p = plan(shape[-1], fmt)
     rows = shape[:-1] + (1,)
+    b, ms = fmt.in_bits, fmt.max_shift
+    top = cost_row_max(shape, b - ms)
+    if ms and not xc_given:
+        cb = b - ms
+        top = O.cost_requant(shape, b + 1, ms, [(_coarse_table(cb), cb + 1)]) + top
     return (
-        cost_row_max(shape, fmt.in_bits)
-        + A.cost_exp_lut(shape, fmt.in_bits, p.W)
+        top
+        + A.cost_exp_lut(shape, b, fmt.exp_frac, p.W)
         + A.cost_reciprocal(rows, p.Ws, p.cs, p.W, taylor=True, carry_digits=p.cs_digits)
         + cost_scale_rows(shape, p.W)
         + O.cost_requant(

@@ -142,10 +142,14 @@ def test_masked_keys_do_not_matter(tiny):
 def test_score_table():
     t = pipeline.score_table(TINY)
     hb = TINY.score_idx_bits
-    signed = np.arange(1 << hb) - ((np.arange(1 << hb) >> (hb - 1)) << hb)
+    j = np.arange(2 << hb)
+    signed = j - ((j >> hb) << (hb + 1))  # hb + 1 index bits: the top one marks padding
     floor = pipeline.score_floor(TINY)
-    assert floor == -50  # exp(-78/8) * 2^13 < 1/2: masked keys (-128) get probability 0
-    assert (t == np.clip(signed, floor, 127)).all()
+    assert floor == -39  # exp(-89/8) * 2^15 < 1/2: masked keys (-128) get probability 0
+    real = np.abs(signed + 0.5) < 1 << (hb - 1)
+    assert (t[real] == np.clip(signed[real], floor, 127)).all() and (t[~real] == -128).all()
+    coarse = pipeline.score_tables(TINY)[1]
+    assert coarse[1] == 6 and (coarse[0] == t >> 3).all()
 
 
 def test_cls_only_last_layer_is_exact(tiny):
