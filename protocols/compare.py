@@ -120,14 +120,13 @@ def private_less(rt, x, y, m: int, shape, x_party: int = 2, or_equal: bool = Fal
     else:
         c = gk.dealer_share(rt, f, (rows, m), dtype=small)
         masked = ck.bits_xor(v, m, a[rt.rank])
-    # recover correlation: g = (i, u) and b'_A from A's seed, b'_B from B's seed
+    # recover correlation: g = (i, u) and b'_A from A's seed, b'_B from B's seed. A draws
+    # u last (after b'_A), when it waits for B's round-2 message.
     i = gk.private_below(rt, n, (rows,), px)
-    u = gk.private_below(rt, p - 1, (rows, n), px, small)
-    if u is not None:
-        u += small(1)
     b_a = gk.private(rt, f, (rows, n), px, small)
     b_b = gk.private(rt, f, (rows, n), py, small)
     if rt.is_dealer:
+        u = _draw_u(rt, p, (rows, n), px, small)
         rt.deal(py, f, gk.rot_mul_add(b_a, b_b, u, i, p))
         mask = gk.private(rt, BOOL, (rows, n), py, np.uint8)
         gk.dealer_share(rt, BOOL, (rows,), mask[np.arange(rows), i.astype(np.int64)])
@@ -144,12 +143,20 @@ def private_less(rt, x, y, m: int, shape, x_party: int = 2, or_equal: bool = Fal
         out = gk.dealer_share(rt, BOOL, (rows,))
     else:
         ym = ck.b2a_fnz(masked, other, c, b_a, p, rt.rank == 1, small)
+        u = _draw_u(rt, p, (rows, n), px, small)
         (db,) = rt.recv([(f, (rows, n))], small)
         rt.send([(f, gk.rot_mul_add(ym, db, u, i, p, small))])  # round 3
         cbit = gk.dealer_share(rt, BOOL, (rows,))
         (dv,) = rt.recv([(BOOL, (rows, n))], np.uint8)
         out = ck.pick_out(dv, i, cbit)
     return Shared(BOOL, out.reshape(shape), rt.rank)
+
+
+def _draw_u(rt, p: int, shape, px: int, dtype) -> np.ndarray:
+    """The recover's scaling u in (F_p^*)^n, from A's seed (P0 and A only)."""
+    u = gk.private_below(rt, p - 1, shape, px, dtype)
+    u += dtype(1)
+    return u
 
 
 def reference_private_less(x, y, or_equal: bool = False) -> np.ndarray:
