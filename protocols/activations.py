@@ -42,6 +42,7 @@ from mpc.shares import Shared
 from protocols import convert as C
 from protocols import lut as L
 from protocols import onehot as O
+from protocols.steps import run
 
 U64 = np.uint64
 
@@ -215,11 +216,16 @@ def rsqrt_table(hb: int, c: int, K: float, top: int) -> np.ndarray:
 
 
 def rsqrt(rt, v: Shared, c: int, K: float, out_bits: int, *, carry_digits=None) -> Shared:
-    """Exact requant of v >= 0 with ``rsqrt_table`` (B - c <= 11 index bits), output over
+    """Exact requant of v >= 0 with ``rsqrt_table`` (B - c <= 12 index bits), output over
     Z_2^out_bits. Cost: ``cost_rsqrt``."""
+    return run(rt, rsqrt_steps(rt, v, c, K, out_bits, carry_digits=carry_digits))[0][0]
+
+
+def rsqrt_steps(rt, v: Shared, c: int, K: float, out_bits: int, *, carry_digits=None):
+    """Step form of ``rsqrt`` (``protocols.steps``; returns a one-element list)."""
     B = _ring_share(v, "rsqrt input").k
     t = _fits(rsqrt_table(B - c, c, K, (1 << out_bits) - 1), out_bits)
-    return O.requant(rt, v, c, [(t, out_bits, out_bits)], carry_digits=carry_digits)[0]
+    return O.requant_steps(rt, v, c, [(t, out_bits, out_bits)], carry_digits=carry_digits)
 
 
 def reference_rsqrt(v, B: int, c: int, K: float, out_bits: int) -> np.ndarray:

@@ -48,6 +48,7 @@ from protocols.lut import (
     gather,
     rotate,
 )
+from protocols.steps import run
 
 U64 = np.uint64
 
@@ -224,6 +225,11 @@ def deal_carry(rt, rf, c: int, plan: list[int], u, priv, n: int):
 def carry_share(rt, key, dl: np.ndarray) -> np.ndarray:
     """P1/P2: XOR share of k xor u at the public low digits ``dl`` (one exchange of the
     masked digit states first if the plan has several digits)."""
+    return run(rt, carry_steps(key, dl))[0]
+
+
+def carry_steps(key, dl: np.ndarray):
+    """Step form of ``carry_share`` (``protocols.steps``)."""
     plan, tabs, ctab = key
     if ctab is None:
         return gather(tabs, dl)
@@ -235,7 +241,7 @@ def carry_share(rt, key, dl: np.ndarray) -> np.ndarray:
         ],
         axis=1,
     )
-    (zo,) = rt.exchange([(ring(2), zsh)])
+    (zo,) = yield [(ring(2), zsh)]
     z = (zsh + zo) & U64(3)
     return gather(ctab, flat_index([z[:, i] for i in range(len(plan))], [2] * len(plan)))
 

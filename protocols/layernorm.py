@@ -50,6 +50,8 @@ from protocols import activations as A
 from protocols import beaver
 from protocols import convert as C
 from protocols import onehot as O
+from protocols import trunc as T
+from protocols.steps import run
 
 U64 = np.uint64
 
@@ -75,8 +77,9 @@ class _Plan:
     cv: int  # rsqrt requant shift
     cv_digits: int | None
     K: float
-    c: int  # final requant shift
+    c: int  # final requant shift (after the truncation of u by a)
     hb: int
+    a: int  # u is truncated by a bits (0: not at all), alongside the rsqrt
 
 
 def plan(d: int, R: int, fmt: LayerNormFormat) -> _Plan:
@@ -98,7 +101,15 @@ def plan(d: int, R: int, fmt: LayerNormFormat) -> _Plan:
     need = c + hb  # everything else is exact mod 2^R: z is only read mod 2^(c + hb)
     if need > R:
         raise DomainMismatch(f"LayerNorm of this format needs x over Z2^{need} or wider")
-    return _Plan(d, R, Vt, cv, 1 if cv <= 12 else None, float(2**k_log), c, hb)
+    a = min(range(c - fmt.gamma_frac + 1), key=lambda a: _carry_bits(a) + _carry_bits(c - a))
+    return _Plan(d, R, Vt, cv, 1 if cv <= 12 else None, float(2**k_log), c - a, hb, a)
+
+
+def _carry_bits(c: int) -> int:
+    """Dealt bits per element of the carry of c low bits (0 for c = 0)."""
+    if not c:
+        return 0
+    return 8 * C.cost_carry(8, c, C.carry_plan(c, A.carry_digits_for(c))).offline[1] // 8
 
 
 def var_bits_for(d: int, std_max: float) -> int:
@@ -188,11 +199,15 @@ def layernorm(
     R = x.dom
     g = rt.input(2, R, (p.d,), gamma if rt.rank == 2 else None)
     V, u = moments(rt, x, g)
-    r = A.rsqrt(rt, V.reduce(p.Vt), p.cv, p.K, p.R, carry_digits=p.cv_digits)
-    z = beaver.mul(rt, u, r) + (1 << (p.c - 1))
+    Ru = ring(p.R - p.a)
+    gens = [A.rsqrt_steps(rt, V.reduce(p.Vt), p.cv, p.K, Ru.k, carry_digits=p.cv_digits)]
+    if p.a:
+        gens.append(T.trunc_steps(rt, u, p.a, carry_digits=A.carry_digits_for(p.a)))
+    (r,), *ut = run(rt, *gens)
+    z = beaver.mul(rt, ut[0] if p.a else u, r) + (1 << (p.c - 1))
     if rt.rank == 2:
-        off = R.reduce(np.asarray(beta, dtype=np.int64)) << U64(p.c - fmt.gamma_frac)
-        z = Shared(R, R.add(z.data, off), 2)
+        off = Ru.reduce(np.asarray(beta, dtype=np.int64)) << U64(p.c - fmt.gamma_frac)
+        z = Shared(Ru, Ru.add(z.data, off), 2)
     tab = [(_out_table(fmt, p.hb), out_ring or fmt.out_bits)]
     k = A.carry_digits_for(p.c)
     return O.requant(rt, z.reduce(p.c + p.hb), p.c, tab, carry_digits=k)[0]
@@ -204,11 +219,12 @@ def reference_layernorm(
     """The same integer pipeline in plaintext (x canonical over Z_2^k)."""
     x = np.asarray(x)
     p = plan(x.shape[-1], k, fmt)
-    R = ring(k)
+    R, Ru = ring(k), ring(k - p.a)
     V, u = reference_moments(x, R.reduce(np.asarray(gamma, dtype=np.int64)), k)
-    r = A.reference_rsqrt(ring(p.Vt).reduce(V), p.Vt, p.cv, p.K, k)
-    off = R.reduce(np.asarray(beta, dtype=np.int64)) << U64(p.c - fmt.gamma_frac)
-    z = R.add(R.add(R.mul(u, r), off), U64(1 << (p.c - 1)))
+    r = A.reference_rsqrt(ring(p.Vt).reduce(V), p.Vt, p.cv, p.K, Ru.k)
+    u = T.reference_trunc(u, k, p.a) if p.a else u
+    off = Ru.reduce(np.asarray(beta, dtype=np.int64)) << U64(p.c - fmt.gamma_frac)
+    z = Ru.add(Ru.add(Ru.mul(u, r), off), U64(1 << (p.c - 1)))
     tab = [(_out_table(fmt, p.hb), out_ring or fmt.out_bits)]
     return O.reference_requant(ring(p.c + p.hb).reduce(z), p.c + p.hb, p.c, tab)[0]
 
@@ -217,10 +233,13 @@ def cost_layernorm(shape, k: int, fmt=LayerNormFormat(), out_ring: int | None = 
     shape = tuple(shape)
     p = plan(shape[-1], k, fmt)
     rows = shape[:-1] + (1,)
+    side = A.cost_rsqrt(rows, p.Vt, p.cv, k - p.a, carry_digits=p.cv_digits)
+    if p.a:
+        side = side | T.cost_trunc(shape, k, p.a, carry_digits=A.carry_digits_for(p.a))
     return (
         cost_moments(shape, k)
-        + A.cost_rsqrt(rows, p.Vt, p.cv, k, carry_digits=p.cv_digits)
-        + beaver.cost_mul(shape, k, rows)
+        + side
+        + beaver.cost_mul(shape, k - p.a, rows)
         + O.cost_requant(
             shape,
             p.c + p.hb,

@@ -36,6 +36,7 @@ from mpc.ring import BOOL, DomainMismatch, Ring, ring
 from mpc.shares import Shared
 from protocols import convert as C
 from protocols.lut import MULTI_INDEX_BITS
+from protocols.steps import run
 
 U64 = np.uint64
 WORD = ring(64)  # one-hot words travel as whole uint64 words (XOR shares)
@@ -273,6 +274,17 @@ def requant(
     """Shares over Z_2^M of T[floor(acc / 2^c) mod 2^(B-c)] for each (T, M) in ``tables``
     (T of length 2^(B-c); M a ring or a width). Reference: ``reference_requant``; cost:
     ``cost_requant``."""
+    _check_acc(acc, c)
+    gen = requant_steps(
+        rt, acc, c, tables, carry_digits=carry_digits, max_index_bits=max_index_bits
+    )
+    return run(rt, gen)[0]
+
+
+def requant_steps(
+    rt, acc: Shared, c: int, tables, *, carry_digits=None, max_index_bits=MULTI_INDEX_BITS
+):
+    """Step form of ``requant`` (``protocols.steps``)."""
     B = _check_acc(acc, c)
     hb, shape, n = B - c, acc.shape, acc.size
     tabs = _check_tables(tables, hb)
@@ -290,12 +302,14 @@ def requant(
     if rt.is_dealer:
         return [Shared.phantom(ring(M), shape) for *_, M in tabs]
 
-    delta = C._open(rt, acc - r).reshape(-1)
+    mine = acc - r
+    (do,) = yield [(mine.dom, mine.data)]
+    delta = mine.dom.add(mine.data, do).reshape(-1)
     dh, dl = delta >> U64(c), delta & U64((1 << c) - 1)
-    tsh = C.carry_share(rt, ckey, dl)
+    tsh = yield from C.carry_steps(ckey, dl)
     y = slot_bits(e, dh, tabs, hb)
     z = y ^ s.data.astype(np.uint8)
-    to, zo = rt.exchange([(BOOL, tsh), (BOOL, z)])
+    to, zo = yield [(BOOL, tsh), (BOOL, z)]
     t = tsh ^ to
     o = z ^ zo.astype(np.uint8)
     return b2a_outputs(rt, tabs, layout, o, t, arith, shape)
