@@ -32,7 +32,10 @@ Down conversion is free (``Shared.reduce``).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+from numba import njit
 
 from mpc.cost import Cost, msg
 from mpc.prg import PRG, fresh_seed
@@ -268,15 +271,34 @@ def _state(s: np.ndarray, w: int) -> np.ndarray:
 
 def _carry_table(rho: np.ndarray, k: int) -> np.ndarray:
     """(n, 4^k) carry out of the top digit for every public z (z_0 most significant in the
-    flat index), with digit states (z_i - rho_i) mod 4 (3 never occurs; read as kill)."""
-    combo = (
-        np.arange(4**k, dtype=U64)[:, None] >> U64(2) * np.arange(k - 1, -1, -1, dtype=U64)
-    ) & U64(3)
-    carry = np.zeros((rho.shape[0], 4**k), dtype=U64)
-    for i in range(k):
-        st = (combo[None, :, i] - rho[:, i : i + 1]) & U64(3)
-        carry = np.where(st == 2, U64(1), np.where(st == 1, carry, U64(0)))
-    return carry
+    flat index), with digit states (z_i - rho_i) mod 4 (3 never occurs; read as kill): the
+    row of rho among all 4^k rotations of the table."""
+    flat = np.zeros(rho.shape[0], dtype=np.intp)
+    for d in range(k):
+        flat = (flat << 2) | rho[:, d].astype(np.intp)
+    return _all_carry_tables(k)[flat]
+
+
+@lru_cache(maxsize=8)
+def _all_carry_tables(k: int) -> np.ndarray:
+    out = np.empty((4**k, 4**k), dtype=np.uint8)
+    rho = (np.arange(4**k)[:, None] >> (2 * np.arange(k - 1, -1, -1))) & 3
+    _carry_kernel(rho.astype(np.int64), k, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _carry_kernel(rho, k, out):  # pragma: no cover - numba
+    for i in range(rho.shape[0]):
+        for z in range(out.shape[1]):
+            c = 0
+            for d in range(k):
+                st = (((z >> (2 * (k - 1 - d))) & 3) - rho[i, d]) & 3
+                if st == 2:
+                    c = 1
+                elif st != 1:
+                    c = 0
+            out[i, z] = c
 
 
 def _two_column(t: np.ndarray, rh: np.ndarray, u: np.ndarray) -> np.ndarray:
