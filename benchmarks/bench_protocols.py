@@ -4,9 +4,11 @@ phase; deal_s: the helper writing the material), then again as three processes w
 streaming its material live (live_s: P0 competes for the same 2 cores). One BLAS thread
 per party.
 
-For each workload: online wall time (median over repeats of the protocol scope), online
-bytes sent per party, offline bytes per party, rounds, and whether the measured cost
-equals the protocol's declared cost. JSON + Markdown in --out.
+For each workload: online wall time (median over repeats of the protocol scope), each
+party's CPU seconds per call (process time, network threads included: a figure that
+depends less on the machine's load than wall time), online bytes sent per party, offline
+bytes per party, rounds, and whether the measured cost equals the protocol's declared
+cost. JSON + Markdown in --out.
 
     python -m benchmarks.bench_protocols            # all workloads
     python -m benchmarks.bench_protocols --quick    # smaller sizes, 1 repeat
@@ -267,11 +269,20 @@ def _program(rt, args) -> dict:
     state = w.setup(rt, shape, rng) if w.setup else None
     with rt.scope("warmup"):  # JIT compilation and first-touch memory, not measured
         w.run(rt, shape, state)
+    cpu = []
     for _ in range(args.repeats):
         rt.barrier()  # equal clocks: the scope's rounds are the protocol's own
+        c0 = time.process_time()
         with rt.scope("proto"):
             w.run(rt, shape, state)
+        cpu.append(time.process_time() - c0)
     out: dict = {"shape": list(shape)}
+    if not rt.is_dealer:  # CPU seconds per call of both parties (outside the measured scope)
+        mine = np.array([round(c * 1e6) for c in cpu], dtype=np.uint64)
+        with rt.scope("cpu-report"):
+            (other,) = rt.exchange([(ring(64), mine)])
+        both = (mine, other) if rt.rank == 1 else (other, mine)
+        out["cpu_seconds"] = [float(np.median(c)) / 1e6 for c in both]
     if rt.rank == 1 and w.name == "linear":  # float64 GEMM of the same shape, same process
         a = np.random.default_rng(0).normal(size=shape[:2])
         b = np.random.default_rng(1).normal(size=shape[1:])
@@ -340,6 +351,8 @@ def measure(
         "declared==measured": same,
         "Melem_per_s": round(n / med / 1e6, 2),
     }
+    if "cpu_seconds" in out["result"]:  # process CPU time per call: less load-dependent
+        row["cpu_s_P1"], row["cpu_s_P2"] = (round(c, 4) for c in out["result"]["cpu_seconds"])
     row["deal_s"] = round(out["offline"]["seconds"], 3)
     if live:
         args.mode = "3party"
