@@ -180,7 +180,8 @@ class Runtime:
     ) -> list[np.ndarray]:
         """Both parties send arrays of the same specs and receive the other's (1 round)."""
         self.send(items)
-        return self.recv([(d, a.shape) for d, a in items], dtype)
+        specs = [(d, a.shape) for d, a in items]
+        return self.recv(specs) if np.dtype(dtype) == np.uint64 else self.recv(specs, dtype)
 
     def barrier(self) -> None:
         """P1 and P2 wait for each other (1 round, no payload); afterwards both round
