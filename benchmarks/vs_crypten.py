@@ -47,6 +47,8 @@ MICRO = list(vs_workloads.SPECS)
 WORKLOADS = MICRO + ["bert_layer", "bert_base", "minilm"]
 NETWORKS = {"lan": (1e9, 0.0005), "wan": (1e8, 0.04)}  # bit/s, RTT s
 BERT_BASE = dict(layers=12, seq=128)
+EMULATED = ["bert_layer", "matmul_sp", "softmax", "gelu", "layernorm"]  # (time budget)
+BERT_REPEATS = 2  # at most, for bert_layer: ~1 GB of helper material and ~90 s to deal each
 
 
 def log(msg: str) -> None:
@@ -54,7 +56,32 @@ def log(msg: str) -> None:
 
 
 # -- qbert-mpc ---------------------------------------------------------------------------------
-def fresh(fn: str, *args):
+SNAPSHOT_ENV = "QBERT_VS_SNAPSHOT"
+PACKAGES = ("mpc", "protocols", "models", "net", "benchmarks")
+
+
+def in_snapshot(argv: list[str]) -> int:
+    """Run this command again from a copy of the source packages, so that every process of
+    a long run (helper, parties, CrypTen) uses the same code while the tree is edited."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    snap = Path(tempfile.mkdtemp(prefix="vs-crypten-src-"))
+    try:
+        for pkg in PACKAGES:
+            shutil.copytree(
+                root / pkg, snap / pkg, ignore=shutil.ignore_patterns("__pycache__", "results")
+            )
+        env = dict(os.environ, PYTHONPATH=str(snap), **{SNAPSHOT_ENV: str(root)})
+        cmd = [sys.executable, "-m", "benchmarks.vs_crypten", *argv]
+        return subprocess.run(cmd, cwd=snap, env=env).returncode
+    finally:
+        shutil.rmtree(snap, ignore_errors=True)
+
+
+def fresh(fn: str, *args, tries: int = 2):
     """``fn(*args)`` of this module in a new Python process (JSON in and out), so that the
     helper's dealing (in-process in ``run_job``) and the parties run the same code even if
     the source tree changes during a long benchmark."""
@@ -65,10 +92,12 @@ def fresh(fn: str, *args):
     env = dict(
         os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     )
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
-    if p.returncode != 0:
-        raise RuntimeError(f"{fn}{tuple(args)} failed with exit status {p.returncode}")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+    for attempt in range(tries):
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=env)
+        if p.returncode == 0:
+            return json.loads(p.stdout.strip().splitlines()[-1])
+        log(f"{fn}{tuple(args)} failed (exit status {p.returncode}), attempt {attempt + 1}")
+    raise RuntimeError(f"{fn}{tuple(args)} failed with exit status {p.returncode}")
 
 
 def ours_micro(name: str, quick: bool, repeats: int) -> dict:
@@ -222,72 +251,86 @@ def run(a, checkpoint=None) -> dict:
     results: dict[str, dict] = {}
     emulated: dict[str, dict] = {}
     for name in names:
-        log(f"{name}: qbert-mpc ...")
-        res: dict = {}
-        if name in MICRO:
-            res["ours"] = fresh("ours_micro", name, a.quick, a.repeats)
-            log(f"{name}: CrypTen ...")
-            res["crypten"] = crypten_row(name, a.quick, a.repeats)
-        elif name == "bert_layer":
-            res["ours"] = fresh("ours_bert_layer", a.quick, a.repeats, max_material)
-            log(f"{name}: CrypTen ...")
-            res["crypten"] = crypten_row(name, a.quick, a.repeats)
-        elif name == "bert_base":
-            layer = (results.get("bert_layer") or {}).get("ours")
-            res["ours"] = fresh("ours_bert_base", a.quick, max_material, layer)
-            if a.quick or a.no_crypten_full:
-                c_layer = (results.get("bert_layer") or {}).get("crypten")
-                c = dict(crypten_row("bert_base", a.quick, 1, layers=2) if a.quick else {})
-                if not c and c_layer:
-                    c = {
-                        k: v * BERT_BASE["layers"] if k in ("seconds", "bytes", "rounds") else v
-                        for k, v in c_layer.items()
-                        if k in ("seconds", "bytes", "rounds", "max_err")
-                    }
-                    c["e2e_seconds"] = c.get("seconds")
-                    c["status"] = "PROJECTED: 12 × measured CrypTen layer"
-                res["crypten"] = c
-            else:
-                log(f"{name}: CrypTen (12 layers, 1 run) ...")
-                res["crypten"] = crypten_row("bert_base", False, 1, layers=12)
-        elif name == "minilm":
-            n = a.sentences
-            try:
-                res["ours"], acc = fresh("ours_minilm", n)
-            except Exception as e:  # noqa: BLE001 - the sentiment model is optional here
-                log(f"{name}: qbert-mpc's sentiment model is unavailable: {e}")
-                results[name] = {"ours": {"status": f"skipped: {type(e).__name__}: {e}"}}
-                continue
-            log(f"{name}: CrypTen, 1 sentence × {a.repeats} and {n} sentences batched ...")
-            texts = json.dumps([SAMPLE_TEXT])  # the sentence of ours' timed run
-            res["crypten"] = crypten_row(
-                "minilm", a.quick, a.repeats, texts=texts, seq_len=acc["seq_len"]
-            )
-            batch = crypten_row(
-                "minilm", a.quick, 1, texts=json.dumps(acc["texts"]), seq_len=acc["seq_len"]
-            )
-            labels = acc["labels"]
-            res["accuracy"] = {
-                "sentences": n,
-                "seq_len": acc["seq_len"],
-                "float": _accuracy(acc["float_predictions"], labels),
-                "ours": _accuracy(acc["ours_predictions"], labels),
-                "crypten": _accuracy(batch["predictions"], labels),
-                "ours_agree_float": _accuracy(acc["ours_predictions"], acc["float_predictions"]),
-                "crypten_agree_float": _accuracy(batch["predictions"], acc["float_predictions"]),
-                "crypten_batch_seconds": batch["seconds"],
-                "crypten_max_logit_err": batch["max_err"],
-            }
-            res["crypten"]["max_err"] = batch["max_err"]
-            res["crypten"]["err_note"] = "logits vs float model"
-        results[name] = res
-        for net in a.emulate:
-            if name in MICRO or name == "bert_layer":
-                log(f"{name}: qbert-mpc emulated {net} ...")
-                emulated.setdefault(name, {})[net] = fresh("emulate", name, a.quick, a.repeats, net)
+        try:
+            _one(a, name, results, emulated, max_material)
+        except Exception as e:  # noqa: BLE001 - one failed workload must not lose the rest
+            log(f"{name}: FAILED: {type(e).__name__}: {e}")
+            results.setdefault(name, {}).setdefault("ours", {"status": f"failed: {e}"})
         if checkpoint:
             checkpoint({"results": _ordered(results), "emulated": emulated})
     return {"results": _ordered(results), "emulated": emulated}
+
+
+def _one(a, name: str, results: dict, emulated: dict, max_material: float) -> None:
+    """Measure workload ``name`` (both systems, then the emulated networks)."""
+    log(f"{name}: qbert-mpc ...")
+    res: dict = {}
+    if name in MICRO:
+        res["ours"] = fresh("ours_micro", name, a.quick, a.repeats)
+        log(f"{name}: CrypTen ...")
+        res["crypten"] = crypten_row(name, a.quick, a.repeats)
+    elif name == "bert_layer":
+        reps = min(a.repeats, BERT_REPEATS)
+        res["ours"] = fresh("ours_bert_layer", a.quick, reps, max_material)
+        log(f"{name}: CrypTen ...")
+        res["crypten"] = crypten_row(name, a.quick, reps)
+    elif name == "bert_base":
+        layer = (results.get("bert_layer") or {}).get("ours")
+        res["ours"] = fresh("ours_bert_base", a.quick, max_material, layer)
+        if a.quick or a.no_crypten_full:
+            c_layer = (results.get("bert_layer") or {}).get("crypten")
+            c = dict(crypten_row("bert_base", a.quick, 1, layers=2) if a.quick else {})
+            if not c and c_layer:
+                c = {
+                    k: v * BERT_BASE["layers"] if k in ("seconds", "bytes", "rounds") else v
+                    for k, v in c_layer.items()
+                    if k in ("seconds", "bytes", "rounds", "max_err")
+                }
+                c["e2e_seconds"] = c.get("seconds")
+                c["status"] = "PROJECTED: 12 × measured CrypTen layer"
+            res["crypten"] = c
+        else:
+            log(f"{name}: CrypTen (12 layers, 1 run) ...")
+            res["crypten"] = crypten_row("bert_base", False, 1, layers=12)
+    elif name == "minilm":
+        n = a.sentences
+        try:
+            res["ours"], acc = fresh("ours_minilm", n)
+        except Exception as e:  # noqa: BLE001 - the sentiment model is optional here
+            log(f"{name}: qbert-mpc's sentiment model is unavailable: {e}")
+            results[name] = {"ours": {"status": f"skipped: {type(e).__name__}: {e}"}}
+            return
+        log(f"{name}: CrypTen, 1 sentence × {a.repeats} and {n} sentences batched ...")
+        texts = json.dumps([SAMPLE_TEXT])  # the sentence of ours' timed run
+        res["crypten"] = crypten_row(
+            "minilm", a.quick, a.repeats, texts=texts, seq_len=acc["seq_len"]
+        )
+        batch = crypten_row(
+            "minilm", a.quick, 1, texts=json.dumps(acc["texts"]), seq_len=acc["seq_len"]
+        )
+        labels = acc["labels"]
+        res["accuracy"] = {
+            "sentences": n,
+            "seq_len": acc["seq_len"],
+            "float": _accuracy(acc["float_predictions"], labels),
+            "ours": _accuracy(acc["ours_predictions"], labels),
+            "crypten": _accuracy(batch["predictions"], labels),
+            "ours_agree_float": _accuracy(acc["ours_predictions"], acc["float_predictions"]),
+            "crypten_agree_float": _accuracy(batch["predictions"], acc["float_predictions"]),
+            "crypten_batch_seconds": batch["seconds"],
+            "crypten_max_logit_err": batch["max_err"],
+        }
+        res["crypten"]["max_err"] = batch["max_err"]
+        res["crypten"]["err_note"] = "logits vs float model"
+    results[name] = res
+    for net in a.emulate:
+        if name in EMULATED:
+            log(f"{name}: qbert-mpc emulated {net} ...")
+            try:
+                em = fresh("emulate", name, a.quick, a.repeats, net)
+            except RuntimeError as e:
+                em = {"status": f"failed: {e}"}
+            emulated.setdefault(name, {})[net] = em
 
 
 def main(argv=None) -> int:
@@ -318,6 +361,11 @@ def main(argv=None) -> int:
         action="store_true",
         help="project CrypTen's 12-layer BERT-base from its layer instead of running it",
     )
+    ap.add_argument(
+        "--no-snapshot",
+        action="store_true",
+        help="run from the source tree itself (default: from a copy, see in_snapshot)",
+    )
     ap.add_argument("--call", help=argparse.SUPPRESS)  # internal: see fresh()
     ap.add_argument(
         "--from-json", metavar="FILE", help="only re-render tables, plots, RESULTS.md from FILE"
@@ -332,6 +380,12 @@ def main(argv=None) -> int:
 
         print(write(json.loads(Path(a.from_json).read_text()), Path(a.out)))
         return 0
+    if not os.environ.get(SNAPSHOT_ENV) and not a.no_snapshot:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if "--out" not in argv:
+            argv += ["--out", a.out]
+        argv[argv.index("--out") + 1] = str(Path(a.out).resolve())
+        return in_snapshot(argv)
     if a.quick:
         a.repeats = 1
     if a.emulate is None:
