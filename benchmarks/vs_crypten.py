@@ -368,7 +368,10 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--call", help=argparse.SUPPRESS)  # internal: see fresh()
     ap.add_argument(
-        "--from-json", metavar="FILE", help="only re-render tables, plots, RESULTS.md from FILE"
+        "--from-json",
+        nargs="+",
+        metavar="FILE",
+        help="only re-render tables, plots, RESULTS.md from FILE(s) (later files add workloads)",
     )
     a = ap.parse_args(argv)
     if a.call:
@@ -378,7 +381,16 @@ def main(argv=None) -> int:
     if a.from_json:
         from benchmarks.vs_report import write
 
-        print(write(json.loads(Path(a.from_json).read_text()), Path(a.out)))
+        docs = [json.loads(Path(f).read_text()) for f in a.from_json]
+        data = docs[0]
+        for d in docs[1:]:
+            data["results"].update(d["results"])
+            data["emulated"].update(d.get("emulated", {}))
+            data["seconds"] = data.get("seconds", 0) + d.get("seconds", 0)
+            data.setdefault("merged_from", []).append(d["settings"])
+            data["complete"] = data.get("complete", True) and d.get("complete", True)
+        data["results"] = _ordered(data["results"])
+        print(write(data, Path(a.out)))
         return 0
     if not os.environ.get(SNAPSHOT_ENV) and not a.no_snapshot:
         argv = list(sys.argv[1:] if argv is None else argv)
