@@ -30,7 +30,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from mpc.cost import Cost, msg
 from mpc.packing import unpack
@@ -146,15 +149,62 @@ class _PackedTable(TableShare):
         return unpack(self.raw, self.dom.bits, self.shape[0] * self.shape[1])
 
 
+@intrinsic
+def _prefetch(typingctx, arr, pos):  # pragma: no cover - compiled
+    """Hint the CPU to load byte ``pos`` of the 1-d array ``arr`` (llvm.prefetch, read)."""
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, [args[1]])
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0i8",
+        )
+        hint = [ir.Constant(i32, 0), ir.Constant(i32, 0), ir.Constant(i32, 1)]
+        builder.call(fn, [builder.bitcast(ptr, i8p), *hint])
+        return context.get_dummy_value()
+
+    return types.void(arr, pos), codegen
+
+
+_AHEAD = 16  # rows prefetched ahead by the gather: each row's entry is its own cache line
+
+
 @njit(cache=True, nogil=True)
-def _aligned_gather_kernel(raw, size, width, idx, out):  # pragma: no cover - numba
+def _aligned_gather_pf(raw, size, width, idx, out):  # pragma: no cover - numba
     """out[i] = little-endian word i*width + idx[i] of ``size`` bytes in ``raw``."""
+    n = idx.size
+    for i in range(n):
+        if i + _AHEAD < n:
+            _prefetch(raw, ((i + _AHEAD) * width + np.int64(idx[i + _AHEAD])) * size)
+        o = (i * width + np.int64(idx[i])) * size
+        v = np.uint64(0)
+        for t in range(size):
+            v |= np.uint64(raw[o + t]) << np.uint64(8 * t)
+        out[i] = v
+
+
+@njit(cache=True, nogil=True)
+def _aligned_gather_plain(raw, size, width, idx, out):  # pragma: no cover - numba
     for i in range(idx.size):
         o = (i * width + np.int64(idx[i])) * size
         v = np.uint64(0)
         for t in range(size):
             v |= np.uint64(raw[o + t]) << np.uint64(8 * t)
         out[i] = v
+
+
+def _aligned_gather_kernel(raw, size, width, idx, out):
+    """The prefetching gather, or the plain one where this LLVM lacks the intrinsic."""
+    global _aligned_gather_kernel
+    try:
+        _aligned_gather_pf(raw[:0], size, width, idx[:0], out[:0])
+        _aligned_gather_kernel = _aligned_gather_pf
+    except Exception:  # noqa: BLE001 - any compile failure: fall back
+        _aligned_gather_kernel = _aligned_gather_plain
+    _aligned_gather_kernel(raw, size, width, idx, out)
 
 
 @njit(cache=True, nogil=True)
