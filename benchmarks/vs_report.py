@@ -29,9 +29,11 @@ def _versions() -> dict:
 
 
 def _git() -> dict:
+    import os
     import subprocess
 
-    root = Path(__file__).resolve().parent.parent
+    # a run from a snapshot (vs_crypten.in_snapshot) names the source tree it copied
+    root = Path(os.environ.get("QBERT_VS_SNAPSHOT") or Path(__file__).resolve().parent.parent)
 
     def git(*a):
         p = subprocess.run(["git", *a], cwd=root, capture_output=True, text=True)
@@ -282,6 +284,12 @@ def _notes(data: dict) -> list[str]:
         "output equals its integer reference bit for bit; the BERT rows' `ours_err` is "
         "against that integer reference (0 = exact), CrypTen's against float torch.",
     ]
+    for extra in data.get("merged_from", []):
+        notes.append(
+            f"- Merged from a second invocation (`{extra.get('command', '?')}`), which ran at "
+            "the same time as the first on the same machine (time budget): its workloads saw "
+            "the load of both, for both systems alike."
+        )
     for name, r in res.items():
         for s in SYSTEMS:
             st = str((r.get(s) or {}).get("status", ""))
@@ -314,7 +322,8 @@ def write(data: dict, out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     machine = data.get("machine") or machine_info()  # re-rendering keeps the run's machine
     machine.setdefault("versions", _versions())
-    machine.setdefault("git", _git())
+    if not (machine.get("git") or {}).get("commit"):
+        machine["git"] = {**_git(), "note": "read when the report was written"}
     rows = side_by_side(data["results"])
     nets = network_rows(data["results"], data.get("emulated", {}))
     files = _plots(data["results"], data.get("emulated", {}), out)
