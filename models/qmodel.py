@@ -228,7 +228,7 @@ def linear_bound(w_folded: np.ndarray, b: np.ndarray, extra: int = 0) -> int:
 def ln_need(d: int, fmt: LN.LayerNormFormat) -> int:
     """Smallest ring of a LayerNorm input of width d in this format (may exceed 64)."""
     p = LN.plan(d, 1 << 16, fmt)  # the ring only bounds the plan: ask without a limit
-    return max(p.c + p.hb, p.Vt)
+    return max(p.a + p.c + p.hb, p.Vt)
 
 
 def with_rings(cfg: QBertConfig, tensors: dict[str, np.ndarray]) -> QBertConfig:

@@ -46,7 +46,7 @@ import numpy as np
 
 from mpc.cost import Cost, msg
 from mpc.ring import DomainMismatch, Ring, ring
-from mpc.shares import ShapeMismatch, Shared, concatenate
+from mpc.shares import ShapeMismatch, Shared, concatenate, stack
 from protocols import activations as A
 from protocols import lut as L
 from protocols import onehot as O
@@ -243,8 +243,38 @@ def _row_top(rt, x9: Shared, xc, fmt: SoftmaxFormat) -> Shared:
         return row_max(rt, x9, b)
     cb = b - ms
     xc = coarse_scores(rt, x9, fmt) if xc is None else xc.reduce(cb + 1)
-    mc = row_max(rt, xc, cb)
-    return mc.reinterpret(b + 1) * (1 << ms) + ((1 << ms) - 1)
+    return count_max(rt, xc, cb, b + 1, 1 << ms) + ((1 << ms) - 1)
+
+
+# -- row max by counting (few distinct values) --------------------------------------------
+def _thermo_tables(b: int) -> list:
+    """[x >= v] for v = -2^(b-1) + 1 .. 2^(b-1) - 1, indexed by signed b-bit x."""
+    return [L.signed_table(lambda s, v=v: (s >= v).astype(np.int64), b) for v in _levels_of(b)]
+
+
+def _levels_of(b: int) -> range:
+    return range(-(1 << (b - 1)) + 1, 1 << (b - 1))
+
+
+def count_max(rt, x: Shared, b: int, k: int, scale: int = 1) -> Shared:
+    """scale * max over the last axis (kept, length 1) of signed b-bit values x (shared over
+    Z_2^(b+1) or wider), over Z_2^k, by counting: a one-hot LUT (``onehot.lut``) gives the
+    2^b - 1 thermometer bits [x >= v] over Z_2^(lg+1) (2 rounds); their sums over the row
+    count_v go through a LUT scale [count_v > 0] (1 round); max = lowest + sum_v.
+    3 rounds whatever the row length. Cost: ``cost_count_max``."""
+    lg = (x.shape[-1] - 1).bit_length()
+    th = O.lut(rt, x, [(t, lg + 1) for t in _thermo_tables(b)], bits=b)
+    cnt = stack([t.sum(axis=-1) for t in th], axis=x.ndim - 1)  # [..., 2^b - 1]
+    tab = scale * (np.arange(1 << (lg + 1)) > 0)
+    flags = L.lut(rt, cnt, [(tab, ring(k))])[0]
+    return flags.sum(axis=-1, keepdims=True) + scale * -(1 << (b - 1))
+
+
+def cost_count_max(shape, b: int, k: int) -> Cost:
+    lg = (shape[-1] - 1).bit_length()
+    rows = tuple(shape[:-1]) + (len(_levels_of(b)),)
+    tabs = [(1, lg + 1)] * len(_levels_of(b))
+    return O.cost_lut(shape, b, tabs) + L.cost_lut(rows, lg + 1, [ring(k)])
 
 
 def softmax(
@@ -308,7 +338,7 @@ def cost_softmax(
     p = plan(shape[-1], fmt)
     rows = shape[:-1] + (1,)
     b, ms = fmt.in_bits, fmt.max_shift
-    top = cost_row_max(shape, b - ms)
+    top = cost_count_max(shape, b - ms, b + 1) if ms else cost_row_max(shape, b)
     if ms and not xc_given:
         cb = b - ms
         top = O.cost_requant(shape, b + 1, ms, [(_coarse_table(cb), cb + 1)]) + top
