@@ -25,8 +25,6 @@ dealer's arithmetic bits are dealt for both slots (the selected one is used).
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 from numba import njit
 
@@ -87,33 +85,15 @@ def _bit_layout(tabs):
     return [(i, j, M - j) for i, (_, m, _, M) in enumerate(tabs) for j in range(m)]
 
 
-@lru_cache(maxsize=64)
-def _rows_cached(key: bytes, hb: int, K: int) -> np.ndarray:
-    enc = np.frombuffer(key, dtype=np.uint64).reshape(K, 1 << hb)
-    return _build_rows(enc, hb)
-
-
-def _build_rows(bits: np.ndarray, hb: int) -> np.ndarray:
-    """rows[s, k, w]: bit b of word w is bit k of entry (s + 64 w + b) mod 2^hb (zero past
-    the table); ``bits`` is (K, 2^hb) of 0/1."""
-    N, K = 1 << hb, bits.shape[0]
-    Wh = -(-N // 64)
-    rows = np.zeros((N, K, Wh), dtype=U64)
-    j = np.arange(N)
-    for s0 in range(0, N, 256):
-        s = np.arange(s0, min(N, s0 + 256))
-        g = bits[:, (s[:, None] + j[None, :]) % N]  # (K, S, N)
-        pad = np.zeros((K, s.size, Wh * 64), dtype=np.uint8)
-        pad[:, :, :N] = g
-        packed = np.packbits(pad.reshape(K, s.size, Wh, 64), axis=-1, bitorder="little")
-        rows[s] = packed.view("<u8").reshape(K, s.size, Wh).transpose(1, 0, 2)
-    return rows
-
-
-def table_rows(tabs, hb: int) -> np.ndarray:
-    """Bit-sliced rotations of the concatenated output bits of ``tabs`` (cached)."""
-    enc = np.stack([(t.astype(U64) >> U64(j)) & U64(1) for t, m, _, _ in tabs for j in range(m)])
-    return _rows_cached(enc.astype(U64).tobytes(), hb, enc.shape[0])
+def table_planes(tabs, hb: int) -> np.ndarray:
+    """(K, Wh) uint64 bit planes of the concatenated output bits of ``tabs``: bit b of word w
+    of plane k is bit k of entry 64 w + b (K = sum m, Wh = ceil(2^hb / 64))."""
+    N = 1 << hb
+    bits = np.stack([(t.astype(U64) >> U64(j)) & U64(1) for t, m, _, _ in tabs for j in range(m)])
+    pad = np.zeros((bits.shape[0], -(-N // 64) * 64), dtype=np.uint8)
+    pad[:, :N] = bits
+    packed = np.packbits(pad.reshape(pad.shape[0], -1, 64), axis=-1, bitorder="little")
+    return np.ascontiguousarray(packed.view("<u8")[..., 0])
 
 
 # -- kernel ---------------------------------------------------------------------------------
@@ -129,53 +109,49 @@ def _parity(x):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _dot_kernel(e, sh, rows, out):  # pragma: no cover - numba
-    """out[i, k] = bit k of xor_v D_v(sh[i, v]) on e's shares (e: (n, V, Wh) words,
-    rows: (N, K, Wh) bit-sliced rotations, out: (n, K) uint8)."""
+def _rot_dot_kernel(e, sh, planes, N, out):  # pragma: no cover - numba
+    """out[i, k] = parity(R_i & planes[k]) with R_i = xor_v rot_{-sh[i, v]}(e[i, v]), the
+    one-hot share rotated so that R_i[j] = xor_v e[i, v, (j - sh[i, v]) mod N]: then
+    <R_i, T_k> = xor_v xor_j e[i, v, j] T_k[(sh[i, v] + j) mod N] = bit k of xor_v
+    D_v(sh[i, v]). The table stays in L1; no rotated copies of it (e: (n, V, Wh) words,
+    planes: (K, Wh), out: (n, K) uint8)."""
     n, V, Wh = e.shape[0], e.shape[1], e.shape[2]
-    K = rows.shape[1]
+    K = planes.shape[0]
+    R = np.empty(Wh, dtype=np.uint64)
+    m = Wh - 1  # Wh is a power of two
+    low = np.uint64((1 << N) - 1) if N < 64 else np.uint64(0)
     for i in range(n):
-        for k in range(K):
-            acc = np.uint64(0)
-            for v in range(V):
-                s = sh[i, v]
-                for w in range(Wh):
-                    acc ^= e[i, v, w] & rows[s, k, w]
-            out[i, k] = _parity(acc)
-
-
-@njit(cache=True, nogil=True)
-def _direct_kernel(e, sh, enc, N, out):  # pragma: no cover - numba
-    """Same as ``_dot_kernel`` with all K <= 64 output bits packed in enc[j] (for large
-    tables and few elements): xor of enc[(sh[i, v] + j) mod N] over the set bits j."""
-    n, V, Wh = e.shape[0], e.shape[1], e.shape[2]
-    for i in range(n):
-        acc = np.uint64(0)
+        for w in range(Wh):
+            R[w] = 0
         for v in range(V):
             s = sh[i, v]
+            if N < 64:
+                x = e[i, v, 0] & low
+                if s:
+                    x = ((x << np.uint64(s)) | (x >> np.uint64(N - s))) & low
+                R[0] ^= x
+            else:
+                q, r = s >> 6, np.uint64(s & 63)
+                if r == 0:
+                    for w in range(Wh):
+                        R[w] ^= e[i, v, (w - q) & m]
+                else:
+                    rr = np.uint64(64) - r
+                    for w in range(Wh):
+                        R[w] ^= (e[i, v, (w - q) & m] << r) | (e[i, v, (w - q - 1) & m] >> rr)
+        for k in range(K):
+            acc = np.uint64(0)
             for w in range(Wh):
-                word = e[i, v, w]
-                for b in range(64):
-                    if (word >> np.uint64(b)) & np.uint64(1):
-                        acc ^= enc[(s + 64 * w + b) % N]
-        out[i] = acc
+                acc ^= R[w] & planes[k, w]
+            out[i, k] = _parity(acc)
 
 
 def dot_bits(e: np.ndarray, sh: np.ndarray, tabs, hb: int) -> np.ndarray:
     """(n, K) XOR shares of the output bits of xor_v D_v(sh[:, v]) (see module doc)."""
     n, K, N = e.shape[0], sum(m for _, m, _, _ in tabs), 1 << hb
     sh = (np.asarray(sh, dtype=U64) % U64(N)).astype(np.int64).reshape(n, -1)
-    if hb >= 10 and K <= 64:
-        enc = np.zeros(N, dtype=U64)
-        off = 0
-        for t, m, _, _ in tabs:
-            enc |= (t.astype(U64) & U64((1 << m) - 1 if m < 64 else 2**64 - 1)) << U64(off)
-            off += m
-        words = np.empty(n, dtype=U64)
-        _direct_kernel(e, sh, enc, N, words)
-        return ((words[:, None] >> np.arange(K, dtype=U64)) & U64(1)).astype(np.uint8)
     out = np.empty((n, K), dtype=np.uint8)
-    _dot_kernel(e, sh, table_rows(tabs, hb), out)
+    _rot_dot_kernel(e, sh, table_planes(tabs, hb), N, out)
     return out
 
 

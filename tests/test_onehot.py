@@ -116,3 +116,30 @@ def test_bad_inputs():
     assert O.table_bits(np.array([-128, 127])) == (8, True)
     assert O.table_bits(np.array([0, 255])) == (8, False)
     assert O.table_bits(np.array([-1, 0])) == (1, True)
+
+
+@given(
+    hb=st.integers(1, 12),
+    n=st.integers(1, 5),
+    V=st.integers(1, 2),
+    widths=st.lists(st.integers(1, 20), min_size=1, max_size=3),
+    seed=st.integers(0, 2**32),
+)
+@settings(max_examples=40, deadline=None)
+def test_dot_bits_matches_definition(hb, n, V, widths, seed):
+    """The rotate-the-share kernel: bit k of xor_v xor_j e[v, j] T[(s_v + j) mod N], for any
+    (not only one-hot) share words, including the garbage bits past N of a small table."""
+    rng = np.random.default_rng(seed)
+    N, Wh = 1 << hb, -(-(1 << hb) // 64)
+    tabs = O._check_tables([(rng.integers(0, 1 << m, N), 64) for m in widths], hb)
+    e = rng.integers(0, 2**63, (n, V, Wh), dtype=np.int64).astype(np.uint64) * np.uint64(3)
+    sh = rng.integers(0, 3 * N, (n, V))
+    got = O.dot_bits(e, sh, tabs, hb)
+    ebits = np.unpackbits(e.view(np.uint8), axis=-1, bitorder="little")[..., :N]
+    planes = np.concatenate([(t[None, :] >> np.arange(m)[:, None]) & 1 for t, m, _, _ in tabs])
+    want = np.zeros_like(got)
+    for i in range(n):
+        for v in range(V):
+            rot = planes[:, (sh[i, v] + np.arange(N)) % N]  # (K, N)
+            want[i] ^= (rot @ ebits[i, v].astype(np.int64) % 2).astype(np.uint8)
+    assert (got == want).all()
