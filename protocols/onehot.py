@@ -51,7 +51,7 @@ def table_bits(t: np.ndarray) -> tuple[int, bool]:
     t = t.astype(np.int64)
     lo, hi = int(t.min()), int(t.max())
     if lo < 0:
-        return max(max(hi.bit_length(), (-lo - 1).bit_length()) + 1, 1), True
+        return max(max(hi, 0).bit_length(), (-lo - 1).bit_length()) + 1, True
     return max(hi.bit_length(), 1), False
 
 
@@ -204,25 +204,39 @@ def deal_b2a(rt, s, n: int, layout, slots: int = 2) -> dict | None:
     return None if rt.is_dealer else out
 
 
-def b2a_outputs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict, shape):
-    """Arithmetic shares of the selected slot: o (2, n, K) public bits, t (n,) public slot."""
-    n = t.size
-    rows = np.arange(n)
-    osel = o[t.astype(np.intp), rows].astype(U64)  # (n, K)
-    accs = [np.zeros(n, dtype=U64) for _ in tabs]
-    for cols, sh in arith.values():
-        ssel = sh[t.astype(np.intp), rows]  # (n, len(cols))
-        for c_i, col in enumerate(cols):
-            ti, j, _ = layout[col]
-            ob = osel[:, col]
-            v = ssel[:, c_i] * (U64(1) - U64(2) * ob)
-            if rt.rank == 1:
-                v = v + ob
-            _, m, sg, _ = tabs[ti]
-            if sg and j == m - 1:
-                accs[ti] -= v << U64(j)
+@njit(cache=True, nogil=True)
+def _b2a_kernel(o, t, sh, cols, tab, pos, neg, public, accs):  # pragma: no cover - numba
+    """accs[tab[c], i] +-= (o_b + (1 - 2 o_b) <s_b>) 2^pos[c] for the mask-bit shares
+    sh[t_i, i, c] of output bit b = cols[c] of slot t_i (o_b added by P1 only: ``public``);
+    subtracted for a sign bit (neg[c])."""
+    n = t.shape[0]
+    for i in range(n):
+        ti = t[i]
+        for c in range(cols.shape[0]):
+            ob = np.uint64(o[ti, i, cols[c]])
+            v = np.uint64(sh[ti, i, c]) * (np.uint64(1) - np.uint64(2) * ob)
+            if public:
+                v += ob
+            v <<= np.uint64(pos[c])
+            if neg[c]:
+                accs[tab[c], i] -= v
             else:
-                accs[ti] += v << U64(j)
+                accs[tab[c], i] += v
+
+
+def b2a_outputs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict, shape):
+    """Arithmetic shares of the selected slot: o (slots, n, K) public bits, t (n,) public slot."""
+    n = t.size
+    t = t.astype(np.int64)
+    accs = np.zeros((len(tabs), n), dtype=U64)
+    for cols, sh in arith.values():
+        tab = np.array([layout[c][0] for c in cols], dtype=np.int64)
+        pos = np.array([layout[c][1] for c in cols], dtype=np.int64)
+        neg = np.array(
+            [tabs[layout[c][0]][2] and layout[c][1] == tabs[layout[c][0]][1] - 1 for c in cols],
+            np.bool_,
+        )
+        _b2a_kernel(o, t, sh, np.asarray(cols, np.int64), tab, pos, neg, rt.rank == 1, accs)
     return [
         Shared(ring(M), (a & ring(M).mask).reshape(shape), rt.rank)
         for a, (_, _, _, M) in zip(accs, tabs, strict=True)
