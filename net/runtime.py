@@ -26,7 +26,7 @@ import numpy as np
 from mpc.correlations import CorrelationSink, CorrelationSource
 from mpc.packing import pack, unpack
 from mpc.prg import PRG, SEED_BYTES, fresh_seed
-from mpc.ring import Domain
+from mpc.ring import Domain, Ring
 from mpc.shares import Shared
 from net.accounting import Accounting
 from net.errors import FrameError, MPCError, SpecMismatch
@@ -230,7 +230,11 @@ class Runtime:
         shape = tuple(shape)
         if self.is_dealer:
             c1 = dom.random(self._prgs[P1], shape)
-            self.deal(P2, dom, dom.sub(dom.reduce(value), c1))
+            v = np.asarray(value)
+            if isinstance(dom, Ring) and v.dtype.kind in "iub":  # one pass; pack keeps k bits
+                self.deal(P2, dom, np.subtract(v, c1, dtype=np.uint64, casting="unsafe"))
+            else:
+                self.deal(P2, dom, dom.sub(dom.reduce(value), c1))
             return Shared.phantom(dom, shape)
         if self.rank == P1:
             return Shared(dom, dom.random(self._prgs[DEALER], shape), P1)

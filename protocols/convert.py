@@ -199,17 +199,7 @@ def deal_carry(rt, rf, c: int, plan: list[int], u, priv, n: int):
             ring(2),
             n,
             1 << w,
-            lambda lo, hi, w=w, o=o, i=i: (
-                (
-                    _state(
-                        ((rf[lo:hi, None] >> U64(o)) & U64((1 << w) - 1))
-                        + np.arange(1 << w, dtype=U64),
-                        w,
-                    )
-                    + rho[lo:hi, i : i + 1]
-                )
-                & U64(3)
-            ),
+            lambda lo, hi, w=w, o=o, i=i: _state_rows(rf[lo:hi], o, w, rho[lo:hi, i]),
             lazy=True,
         )
         for i, (w, o) in enumerate(zip(plan, offs, strict=True))
@@ -263,10 +253,24 @@ def _open(rt, x: Shared) -> np.ndarray:
     return x.dom.add(x.data, o)
 
 
-def _state(s: np.ndarray, w: int) -> np.ndarray:
-    """Carry state of a digit sum s = delta_i + r_i: 2 generate, 1 propagate, 0 kill."""
-    top = U64((1 << w) - 1)
-    return np.where(s > top, U64(2), np.where(s == top, U64(1), U64(0)))
+def _state_rows(rf: np.ndarray, o: int, w: int, rho: np.ndarray) -> np.ndarray:
+    """(n, 2^w) rows (state(d + r_i) + rho) mod 4 over every public digit d, where r_i is
+    digit (o, w) of the mask and state(s) = 2 generate (s > 2^w - 1), 1 propagate (s =
+    2^w - 1), 0 kill."""
+    out = np.empty((rf.size, 1 << w), dtype=U64)
+    _state_kernel(np.ascontiguousarray(rf, dtype=U64), o, w, rho.astype(U64), out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _state_kernel(rf, o, w, rho, out):  # pragma: no cover - numba
+    top = np.uint64((1 << w) - 1)
+    for i in range(rf.size):
+        r = (rf[i] >> np.uint64(o)) & top
+        for d in range(out.shape[1]):
+            s = r + np.uint64(d)
+            st = np.uint64(2) if s > top else (np.uint64(1) if s == top else np.uint64(0))
+            out[i, d] = (st + rho[i]) & np.uint64(3)
 
 
 def _carry_table(rho: np.ndarray, k: int) -> np.ndarray:
