@@ -25,7 +25,7 @@ import numpy as np
 
 from mpc.correlations import CorrelationSink, CorrelationSource
 from mpc.packing import pack, unpack
-from mpc.prg import PRG, SEED_BYTES, fresh_seed
+from mpc.prg import PRG, SEED_BYTES, draw_dtype, fresh_seed
 from mpc.ring import Domain, Ring
 from mpc.shares import Shared
 from net.accounting import Accounting
@@ -229,12 +229,14 @@ class Runtime:
         correction P0 sends (|value| elements offline). P0 passes ``value``."""
         shape = tuple(shape)
         if self.is_dealer:
-            c1 = dom.random(self._prgs[P1], shape)
             v = np.asarray(value)
-            if isinstance(dom, Ring) and v.dtype.kind in "iub":  # one pass; pack keeps k bits
-                self.deal(P2, dom, np.subtract(v, c1, dtype=np.uint64, casting="unsafe"))
+            if isinstance(dom, Ring) and v.dtype.kind in "iub":
+                # P1's share is its drawn words mod 2^k and pack keeps the low k bits, so
+                # value - words is the correction: one pass, no reduction
+                w = self._prgs[P1].words(draw_dtype(dom), shape)
+                self.deal(P2, dom, np.subtract(v, w, dtype=np.uint64, casting="unsafe"))
             else:
-                self.deal(P2, dom, dom.sub(dom.reduce(value), c1))
+                self.deal(P2, dom, dom.sub(dom.reduce(value), dom.random(self._prgs[P1], shape)))
             return Shared.phantom(dom, shape)
         if self.rank == P1:
             return Shared(dom, dom.random(self._prgs[DEALER], shape), P1)
