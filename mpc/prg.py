@@ -56,9 +56,10 @@ def from_words(dom, w: np.ndarray) -> np.ndarray:
     exactly what ``PRG.ring`` / ``PRG.field`` return for the same words."""
     if hasattr(dom, "p"):
         return w.astype(np.uint64, copy=False) % np.uint64(dom.p)
+    if dom.k == 64:  # the drawn words themselves (read-only, no copy)
+        return w.astype(np.uint64, copy=False)
     w = w.astype(np.uint64)
-    if dom.k < 64:
-        w &= dom.mask
+    w &= dom.mask
     return w
 
 
