@@ -232,9 +232,9 @@ class Runtime:
             v = np.asarray(value)
             if isinstance(dom, Ring) and v.dtype.kind in "iub":
                 # P1's share is its drawn words mod 2^k and pack keeps the low k bits, so
-                # value - words is the correction: one pass, no reduction
+                # value - words in the words' dtype is the correction: one pass, narrow
                 w = self._prgs[P1].words(draw_dtype(dom), shape)
-                self.deal(P2, dom, np.subtract(v, w, dtype=np.uint64, casting="unsafe"))
+                self.deal(P2, dom, np.subtract(v, w, dtype=w.dtype, casting="unsafe"))
             else:
                 self.deal(P2, dom, dom.sub(dom.reduce(value), dom.random(self._prgs[P1], shape)))
             return Shared.phantom(dom, shape)

@@ -209,7 +209,7 @@ def deal_carry(rt, rf, c: int, plan: list[int], u, priv, n: int):
         BOOL,
         n,
         4 ** len(plan),
-        lambda lo, hi: _carry_table(rho[lo:hi], len(plan)) ^ u[lo:hi, None],
+        lambda lo, hi: _carry_table(rho[lo:hi], len(plan)) ^ u[lo:hi, None].astype(np.uint8),
         lazy=True,
     )
     return plan, stabs, ctab
@@ -257,7 +257,7 @@ def _state_rows(rf: np.ndarray, o: int, w: int, rho: np.ndarray) -> np.ndarray:
     """(n, 2^w) rows (state(d + r_i) + rho) mod 4 over every public digit d, where r_i is
     digit (o, w) of the mask and state(s) = 2 generate (s > 2^w - 1), 1 propagate (s =
     2^w - 1), 0 kill."""
-    out = np.empty((rf.size, 1 << w), dtype=U64)
+    out = np.empty((rf.size, 1 << w), dtype=np.uint8)
     _state_kernel(np.ascontiguousarray(rf, dtype=U64), o, w, rho.astype(U64), out)
     return out
 
@@ -270,7 +270,7 @@ def _state_kernel(rf, o, w, rho, out):  # pragma: no cover - numba
         for d in range(out.shape[1]):
             s = r + np.uint64(d)
             st = np.uint64(2) if s > top else (np.uint64(1) if s == top else np.uint64(0))
-            out[i, d] = (st + rho[i]) & np.uint64(3)
+            out[i, d] = np.uint8((st + rho[i]) & np.uint64(3))
 
 
 def _carry_table(rho: np.ndarray, k: int) -> np.ndarray:

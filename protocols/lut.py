@@ -241,7 +241,7 @@ def _lazy_share(rt, dom: Domain, n: int, width: int) -> TableShare:
 def deal_tables(rt, dom: Domain, n: int, width: int, build, lazy: bool = False):
     """Share n dealer-built tables of ``width`` entries over ``dom`` (P1 from its seed, P2
     a correction of n*width elements). ``build(lo, hi)`` (called on P0 only) returns the
-    plaintext rows lo..hi as uint64 (hi-lo, width). P1/P2 get their share as an (n, width)
+    plaintext rows lo..hi as integers (hi-lo, width). P1/P2 get their share as an (n, width)
     array of the narrowest unsigned dtype, or with ``lazy`` as a ``TableShare`` (for
     ``gather``; same stream position and material consumed); P0 gets None. Dealt in row
     chunks (multiples of 8 rows, so the packed bytes equal one big message) to bound
