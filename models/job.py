@@ -169,16 +169,21 @@ def _plaintext(args, res: dict) -> dict:
     return out
 
 
-def _prepare(args) -> None:
+def _prepare(args, rank: int | None = None) -> None:
     """Before any party starts: build the bundled model if needed, validate the folder and
-    the sentence's length (typed one-line errors instead of a failing party)."""
+    the sentence's length (typed one-line errors instead of a failing party). ``rank``
+    None (a local run, whose operator holds everything) checks all; a party checks only
+    what it holds: P2 the owner's parameters, P1 the client files and its sentence, P0
+    the public config."""
     from models.saved import ClientSide, load_params
 
     cfg, folder = _config(args)
     L = _seq_len(args, cfg)
     if folder is not None:
-        load_params(folder)
-        ClientSide(folder).check_length(args.text, L)
+        if rank in (None, 2):
+            load_params(folder)
+        if rank in (None, 1):
+            ClientSide(folder).check_length(args.text, L)
 
 
 def _program_id(args) -> str:

@@ -136,9 +136,9 @@ def _cmd_party(args, job) -> dict:
     from net.party import run_party
 
     hosts = load_hosts(args.config)  # a bad host file fails before any slow preparation
-    if job.prepare:
-        job.prepare(args)
     rank = int(args.role[1])
+    if job.prepare:
+        job.prepare(args, rank)
     return run_party(rank, hosts, job, args, material=args.material, run=args.run)
 
 
@@ -148,7 +148,7 @@ def _cmd_deal(args, job) -> dict:
     if args.runs < 1:
         raise ValueError("--runs must be at least 1")
     if job.prepare:
-        job.prepare(args)
+        job.prepare(args, 0)
     return deal(job, args, args.out, args.runs, progress=not args.json)
 
 

@@ -3,9 +3,10 @@
 A job declares its command-line options, a ``program(rt, args) -> dict`` (P1's dict is
 what the client learns; it must hold no secret of P2), a ``program_id(args)`` naming the
 exact computation (dealt material is bound to it) and ``summary(result) -> lines``.
-Optional: ``prepare(args)`` runs before any party starts (build caches, validate input
-with one-line errors); ``plaintext(args, result) -> dict`` adds the plaintext answer after
-a local run (whose operator holds every party's data); ``client_only`` names options that
+Optional: ``prepare(args, rank)`` runs before any party starts (build caches, validate
+input with one-line errors; ``rank`` is the party's, None for a local run that holds all
+data); ``plaintext(args, result) -> dict`` adds the plaintext answer after a local run
+(whose operator holds every party's data); ``client_only`` names options that
 only P1 receives (the client's private input).
 """
 
@@ -27,7 +28,7 @@ class Job:
     program: Callable
     program_id: Callable[[argparse.Namespace], str]
     summary: Callable[[dict], list[str]]
-    prepare: Callable[[argparse.Namespace], None] | None = None
+    prepare: Callable[[argparse.Namespace, int | None], None] | None = None
     plaintext: Callable[[argparse.Namespace, dict], dict] | None = None
     client_only: tuple[str, ...] = ()
 

@@ -68,15 +68,24 @@ def test_damaged_folders_are_one_line_errors(folders, tmp_path):
     runs = {}
     for name, folder in folders.items():
         runs[("run", name)] = ["run", "--model", str(folder), "--text", "good movie"]
-    for name in ("truncated", "no client"):  # the LAN path: one party, before connecting
-        runs[("party", name)] = ["party", "--config", str(hosts), "--role", "P2"]
+    # the LAN path: one party, before connecting, checking what it holds: P2 the owner's
+    # parameters, P1 (the client) its tokenizer and embeddings
+    for name, role in (("truncated", "P2"), ("no client", "P1")):
+        runs[("party", name)] = ["party", "--config", str(hosts), "--role", role]
         runs[("party", name)] += ["--model", str(folders[name]), "--text", "good movie"]
     runs[("debug", "truncated")] = runs[("run", "truncated")] + ["--debug"]
+    # the helper never reads the owner's parameters: a damaged params file on its host is
+    # not its error (it goes on to connect and times out waiting for the others)
+    runs[("not mine", "P0")] = ["party", "--config", str(hosts), "--role", "P0"]
+    runs[("not mine", "P0")] += ["--model", str(folders["truncated"])]
     with ThreadPoolExecutor(3) as pool:
         done = dict(zip(runs, pool.map(lambda a: cli(*a), runs.values()), strict=True))
     for (how, name), p in done.items():
         if how == "debug":
             assert p.returncode != 0 and "Traceback" in p.stderr and "ModelError" in p.stderr
+            continue
+        if how == "not mine":
+            assert p.returncode != 0 and "PeerTimeout" in one_line(p), (name, one_line(p))
             continue
         line = one_line(p)
         assert line.startswith(f"qbert-mpc {how}: error: ModelError: "), line
