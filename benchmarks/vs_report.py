@@ -371,4 +371,37 @@ def write(data: dict, out: Path) -> str:
     text = "\n".join(md) + "\n"
     (out / "RESULTS.md").write_text(text)
     (out / "vs_crypten.md").write_text(text)
+    if data.get("complete", True) and not data["settings"]["quick"]:
+        rel = "benchmarks/results"
+        section = [
+            *md[:6],  # title, source, machine
+            *headline(rows),
+            "",
+            format_table(rows, COLUMNS),
+            "",
+            "Every number's meaning, the LAN/WAN table (emulated and projected) and all plots: "
+            f"[{rel}/RESULTS.md]({rel}/RESULTS.md).",
+            "",
+            *[f"![{f}]({rel}/{f})" for f in files[:1]],
+        ]
+        splice_readme(out, "\n".join(section))
     return text
+
+
+README_BEGIN = "<!-- vs_crypten results: begin (written by python -m benchmarks.vs_crypten) -->"
+README_END = "<!-- vs_crypten results: end -->"
+
+
+def splice_readme(out: Path, section: str) -> bool:
+    """Replace the README's Results section (between ``README_BEGIN`` and ``README_END``)
+    when ``out`` is this repository's ``benchmarks/results``; False if it is not."""
+    root = Path(out).resolve().parent.parent
+    readme = root / "README.md"
+    if Path(out).resolve() != root / "benchmarks" / "results" or not readme.exists():
+        return False
+    s = readme.read_text()
+    i, j = s.find(README_BEGIN), s.find(README_END)
+    if i < 0 or j < i:
+        return False
+    readme.write_text(s[: i + len(README_BEGIN)] + "\n" + section.rstrip() + "\n" + s[j:])
+    return True
