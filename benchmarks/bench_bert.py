@@ -9,7 +9,9 @@ bytes depend on shapes and rings only). Each model runs in both modes:
 * ``2party``: P0 deals to disk first (offline time, material bytes), then P1 and P2 run
   the online phase alone.
 
-Reported per model and mode: wall (end to end incl. process start-up), online seconds,
+Reported per model and mode: wall (end to end incl. process start-up), online seconds
+(the parties' whole programs) and of them the secure inference (``inference_s``: the
+per-query scopes) and the once-per-model weight preparation (``weights_s``),
 offline seconds, online bytes sent per party, helper material, rounds, and the per-layer
 breakdown (``layer{i}`` scopes). A model whose declared material does not fit the free
 memory and disk is skipped with the reason. JSON + Markdown in ``--out``.
@@ -88,6 +90,8 @@ def measure(name: str, mode: str, timeout: float) -> dict:
         "mode": mode,
         "wall_s": round(out["wall_seconds"], 2),
         "online_s": round(out["online_seconds"], 2),
+        "inference_s": round(out["inference_seconds"], 2),
+        "weights_s": round(out["weights_seconds"] or 0, 2),
         "helper_s": None if out["helper_seconds"] is None else round(out["helper_seconds"], 2),
         "offline_s": round(out["offline"]["seconds"], 2) if out["offline"] else None,
         "P1_MB": round(total["online_bytes"][0] / 1e6, 2),
@@ -139,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             m = measure(name, mode, args.timeout)
             rows.append(m["row"])
             layers += m["layers"]
-    cols = ["model", "scope", "mode", "seconds", "wall_s", "online_s", "helper_s", "offline_s"]
+    cols = ["model", "scope", "mode", "seconds", "wall_s", "online_s", "inference_s"]
+    cols += ["weights_s", "helper_s", "offline_s"]
     cols += ["P1_MB", "P2_MB", "material_GB", "material_MB", "rounds", "exact", "skipped"]
     md = write_results(
         "bench_bert",

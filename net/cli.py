@@ -212,6 +212,11 @@ def run_job(args, job, entry: str = "net.cli") -> dict:
         "result": result,
         "wall_seconds": wall,
         "online_seconds": max(outs[r]["seconds"] for r in (1, 2)),
+        # the inference itself: top-level scopes except the once-per-model weight preparation
+        "inference_seconds": sum(
+            v["seconds"] for k, v in merged["scopes"].items() if "." not in k and k != "weights"
+        ),
+        "weights_seconds": merged["scopes"].get("weights", {}).get("seconds"),
         "helper_seconds": outs[0]["seconds"] if 0 in outs else None,
         "offline": offline,
         "merged": merged,
@@ -230,9 +235,15 @@ def _print_run(out: dict, job, all_scopes: bool = False) -> None:
         if out.get("helper_seconds") is not None
         else ""
     )
+    weights = (
+        f", weight preparation {out['weights_seconds']:.2f} s (once per model)"
+        if out.get("weights_seconds") is not None
+        else ""
+    )
     print(
         f"time ({out['mode']}): wall {out['wall_seconds']:.2f} s (processes incl. start-up); "
-        f"online {out['online_seconds']:.2f} s (P1, P2 compute + network){helper}"
+        f"online {out['online_seconds']:.2f} s (P1, P2 programs: loading, inputs, compute + "
+        f"network); of it the secure inference {out['inference_seconds']:.2f} s{weights}{helper}"
     )
     if out["offline"]:
         print(
