@@ -286,9 +286,9 @@ def _notes(data: dict) -> list[str]:
     ]
     for extra in data.get("merged_from", []):
         notes.append(
-            f"- Merged from a second invocation (`{extra.get('command', '?')}`), which ran at "
-            "the same time as the first on the same machine (time budget): its workloads saw "
-            "the load of both, for both systems alike."
+            f"- Merged from a further invocation (`{extra.get('command', '?')}`) on the same "
+            "machine: the workloads it ran replace the first run's; each row's qbert-mpc and "
+            "CrypTen numbers still come from one invocation, interleaved."
         )
     for name, r in res.items():
         for s in SYSTEMS:
