@@ -118,6 +118,73 @@ def test_lost_party_makes_the_others_fail_naming_it(tmp_path, sig, timeout, erro
     assert all(gone(p.pid) for p in procs.values())
 
 
+def _children(pid: int) -> list[int]:
+    """Child pids of ``pid`` (from /proc/<pid>/task/*/children)."""
+    out = []
+    for f in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            out += [int(c) for c in f.read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return out
+
+
+def _role_and_config(pid: int) -> tuple[int, str] | None:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    if "party" not in argv or "--role" not in argv:
+        return None
+    return int(argv[argv.index("--role") + 1][1]), argv[argv.index("--config") + 1]
+
+
+def test_party_killed_under_the_launcher_fails_the_run_naming_it():
+    """``qbert-mpc run``: P2 (a child of the launcher) SIGKILLed mid-inference; the run
+    exits 2 within its --timeout with one line naming P2, and no party outlives it."""
+    from net.hosts import load_hosts
+
+    timeout = 5.0
+    demo = ["--job", "demo", "--rows", "512", "--dim", "768", "--out-dim", "768"]
+    argv = [sys.executable, "-m", "net.cli", "run", "--timeout", str(timeout), *demo]
+    run = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    parties: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + 30
+        while len(parties) < 3:
+            assert run.poll() is None and time.monotonic() < deadline, "no three parties"
+            for pid in _children(run.pid):
+                if (found := _role_and_config(pid)) is not None:
+                    parties[found[0]] = pid
+                    config = found[1]
+            time.sleep(0.02)
+        ports = {r: a[1] for r, a in load_hosts(config).addresses.items()}
+        while established(ports[0]) < 2 or established(ports[1]) < 1:
+            assert run.poll() is None and time.monotonic() < deadline, "parties never connected"
+            time.sleep(0.02)
+        time.sleep(0.2)  # inside the inference (about 2 s of it at these sizes)
+        os.kill(parties[2], signal.SIGKILL)
+        t_kill = time.monotonic()
+        _, err = run.communicate(timeout=timeout + 10)
+        elapsed = time.monotonic() - t_kill
+    finally:
+        if run.poll() is None:
+            for pid in [*parties.values(), run.pid]:
+                os.kill(pid, signal.SIGKILL)
+            run.communicate()
+    assert run.returncode == 2, err
+    assert elapsed < timeout + 2, f"the run took {elapsed:.1f} s to fail"
+    line = one_line_error(err)
+    assert line.startswith("qbert-mpc run: error: PartyFailed: ") and "P2" in line, line
+    print(f"run after SIGKILL of P2 ({elapsed:.2f} s): {line}")
+    for pid in parties.values():  # reaped by the launcher, process groups empty
+        assert gone(pid)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)
+
+
 # ------------------------------------------------------------------ silent peers
 
 

@@ -8,6 +8,7 @@ the messages of errors raised in-process are searched for its decimal and hex fo
 from __future__ import annotations
 
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -123,3 +124,45 @@ def test_errors_and_reprs_show_no_secret():
     assert_clean(FORMS[0].replace("5", "6"), "self-check")
     with pytest.raises(AssertionError):
         assert_clean(f"x = {MARKER}", "self-check")
+
+
+def test_private_weight_shows_no_secret(caplog):
+    """P2's private weight holds the marker: prepared, used in a linear layer, misused
+    (errors on P2); no log record (DEBUG), report, repr or error message shows it."""
+    from mpc.shares import Shared
+    from protocols.beaver import linear, prepare_weight
+
+    caplog.set_level(logging.DEBUG)
+    r = ring(32)
+    weight = np.full((4, 3), MARKER, dtype=np.uint64)
+    x = np.arange(8, dtype=np.uint64).reshape(2, 4) % 3 + 1  # P1's input, public here
+    want = r.reduce(x @ weight)
+    seen: list[str] = []
+
+    def program(rt):
+        xs = rt.input(1, r, x.shape, x if rt.rank == 1 else None)
+        pw = prepare_weight(rt, weight if rt.rank == 2 else None, r, weight.shape, owner=2)
+        if rt.rank == 2:
+            assert (pw.w == MARKER).all()  # the owner really holds the marker
+            for bad in (
+                lambda: prepare_weight(rt, weight[:3], r, weight.shape),  # wrong shape
+                lambda: linear(rt, Shared(ring(16), xs.data, 2), pw),  # ring mismatch
+                lambda: linear(rt, Shared(r, np.zeros((2, 5), np.uint64), 2), pw),  # shape
+            ):
+                with pytest.raises(Exception) as info:  # noqa: PT011 - any error, no leak
+                    bad()
+                seen.append(f"{type(info.value).__name__}: {info.value}")
+        y = linear(rt, xs, pw)
+        seen.extend([repr(pw), str(pw), repr(y), repr(rt)])
+        opened = rt.open(y) if not rt.is_dealer else None
+        return None if opened is None else bool((opened == want).all())
+
+    run = run_local(program, mode="live")
+    assert run.results[1] is True and run.results[2] is True
+    assert len(seen) == 3 + 4 * 3
+    seen.append(json.dumps(merge_reports(run.reports)))
+    seen.extend(json.dumps(rep) for rep in run.reports.values())
+    seen.extend(repr(rt) for rt in run.runtimes.values())
+    seen.append(caplog.text)
+    for text in seen:
+        assert_clean(text, "in-process text")
