@@ -49,6 +49,7 @@ Session, receiver and sequence numbers are left to ``check_frame`` in the runtim
 
 from __future__ import annotations
 
+import errno
 import logging
 import queue
 import socket
@@ -392,7 +393,13 @@ class TcpTransport(Transport):
             s.listen(16)
         except OSError as e:
             s.close()
-            raise ConfigError(f"P{self.rank} cannot listen on {host}:{port}: {e}") from None
+            hint = ""
+            if e.errno == errno.EADDRINUSE:
+                hint = (
+                    f"; another program (or an earlier party) holds port {port}: stop it, or "
+                    f"give P{self.rank} another port in the host file"
+                )
+            raise ConfigError(f"P{self.rank} cannot listen on {host}:{port}: {e}{hint}") from None
         return s
 
     def _connect(self, peer: int, deadline: float) -> _PlainConn | _TlsConn:

@@ -393,7 +393,8 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path):
     )
     cases["port in use"] = (
         ["--config", str(plain), "--role", "P0"],
-        f"cannot listen on 127.0.0.1:{hosts.addresses[0][1]}",
+        "Address already in use; another program (or an earlier party) holds port "
+        f"{hosts.addresses[0][1]}: stop it, or give P0 another port",
     )
     generate(tmp_path / "c", days=1)
     good = tls_config(hosts, tmp_path / "c")
