@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 if TYPE_CHECKING:
     from transformers import BertForSequenceClassification, PreTrainedTokenizerBase
 
@@ -177,6 +175,7 @@ def load_classifier(
     delta's ``meta.json`` (raises :class:`BaseMismatch` otherwise), and merges the delta.
     Label 0 is negative, 1 positive.
     """
+    import torch  # here, not at import: the parties read digests without loading torch
     from safetensors import safe_open
 
     delta = Path(delta)
@@ -231,7 +230,6 @@ def load_classifier(
     return model, load_tokenizer(path)
 
 
-@torch.inference_mode()
 def predict(
     model: BertForSequenceClassification,
     tok: PreTrainedTokenizerBase,
@@ -242,6 +240,13 @@ def predict(
     progress: bool = False,
 ) -> list[int]:
     """Predicted labels for ``texts`` (float model; batches of similar length for speed)."""
+    import torch
+
+    with torch.inference_mode():
+        return _predict(model, tok, texts, max_len, batch_size, progress)
+
+
+def _predict(model, tok, texts, max_len: int, batch_size: int, progress: bool) -> list[int]:
     was_training = model.training
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
