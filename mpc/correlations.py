@@ -27,7 +27,9 @@ import io
 import json
 import mmap
 import os
+import queue
 import struct
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -72,7 +74,13 @@ def _header(program: str, party: int, run: int) -> bytes:
 
 
 class DealtSink(CorrelationSink):
-    """Writes each party's material to its own binary stream (a file or BytesIO)."""
+    """Writes each party's material to its own binary stream (a file or BytesIO).
+
+    A writer thread does the writes (they release the GIL), so the helper computes the
+    next correlations meanwhile; at most ``MAX_PENDING`` bytes wait for it. A write error
+    is raised by the next ``put`` or by ``finish``, which waits for every write."""
+
+    MAX_PENDING = 64 << 20
 
     def __init__(self, streams: dict[int, BinaryIO], program: str, run: int = 0):
         self.streams = streams
@@ -80,14 +88,45 @@ class DealtSink(CorrelationSink):
         for p, f in streams.items():
             f.write(_header(program, p, run))
             f.write(self._seeds[p])
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._room = threading.Condition()
+        self._pending = 0
+        self._error: BaseException | None = None
+        self._writer = threading.Thread(target=self._write_loop, name="dealt-writer", daemon=True)
+        self._writer.start()
 
     def seed_for(self, party: int) -> bytes:
         return self._seeds[party]
 
+    def _write_loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            party, payload = item
+            try:
+                if self._error is None:
+                    self.streams[party].write(payload)
+            except BaseException as e:  # noqa: BLE001 - raised in the helper's thread
+                self._error = e
+            with self._room:
+                self._pending -= len(payload)
+                self._room.notify_all()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
     def put(self, party: int, payload: bytes) -> None:
-        self.streams[party].write(payload)
+        self._check()
+        with self._room:
+            while self._pending > self.MAX_PENDING and self._error is None:
+                self._room.wait()
+            self._pending += len(payload)
+        self._queue.put((party, payload))
 
     def finish(self) -> None:
+        if self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join()
+        self._check()
         for f in self.streams.values():
             f.flush()
 

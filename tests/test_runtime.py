@@ -149,6 +149,7 @@ def test_material_exhausted_and_left_over():
     streams = {1: io.BytesIO(), 2: io.BytesIO()}
     sink = DealtSink(streams, "p")
     sink.put(2, b"abc")
+    sink.finish()  # the writer thread has written everything
     streams[2].seek(0)
     src = DealtSource(streams[2], "p", 2)
     assert src.take(2) == b"ab"
@@ -253,3 +254,27 @@ def test_barrier_equalises_clocks():
 
     run = run_local(prog)
     assert run.results[1] == run.results[2] == 2
+
+
+def test_dealt_sink_writes_in_order_and_raises_a_write_error():
+    """The writer thread keeps the order of puts, bounds what is pending, and a failing
+    stream surfaces as an error of put or finish (never a silent short file)."""
+    streams = {1: io.BytesIO(), 2: io.BytesIO()}
+    sink = DealtSink(streams, "p")
+    sink.MAX_PENDING = 10  # forces put to wait for the writer
+    chunks = [bytes([i]) * (i + 1) for i in range(50)]
+    for c in chunks:
+        sink.put(1, c)
+    sink.finish()
+    assert streams[1].getvalue().endswith(b"".join(chunks))
+
+    class Full(io.BytesIO):
+        def write(self, b):
+            raise OSError(28, "No space left on device")
+
+    bad = DealtSink({1: io.BytesIO(), 2: io.BytesIO()}, "p")
+    bad.streams[2] = Full()
+    with pytest.raises(OSError, match="No space"):
+        for _ in range(1000):
+            bad.put(2, b"x" * 100)
+        bad.finish()
