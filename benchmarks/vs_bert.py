@@ -118,15 +118,11 @@ def _job_args(job, overrides: dict, timeout: float, mode: str = "2party") -> arg
 
 
 def _inference(scopes: dict) -> dict:
-    """Sum of the top-level scopes except the one-off "weights" (job bert has no "bert")."""
-    top = [v for k, v in scopes.items() if "." not in k and k != "weights"]
-    return {
-        "median_seconds": sum(v["seconds"] for v in top),
-        "seconds": sum(v["seconds"] for v in top),
-        "online_bytes": [sum(v["online_bytes"][i] for v in top) for i in (0, 1)],
-        "offline_bytes": [sum(v["offline_bytes"][i] for v in top) for i in (0, 1)],
-        "rounds": sum(v["rounds"] for v in top),
-    }
+    """One query's cost (job bert has no "bert" scope): ``net.accounting.per_query``."""
+    from net.accounting import per_query
+
+    q = per_query(scopes)
+    return {**q, "median_seconds": q["seconds"]}
 
 
 def _row(out: dict, repeats: int) -> dict:

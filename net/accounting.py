@@ -145,3 +145,15 @@ def merge_reports(reports: dict[int, dict]) -> dict:
 
     paths = sorted(set(p1["scopes"]) | set(p2["scopes"]))
     return {"total": view(""), "scopes": {p: view(p) for p in paths}}
+
+
+def per_query(scopes: dict) -> dict:
+    """Sum of a merged report's top-level scopes except the once-per-model ``weights``
+    preparation: what one query (inference) cost."""
+    top = [v for k, v in scopes.items() if "." not in k and k != "weights"]
+    return {
+        "seconds": sum(v["seconds"] for v in top),
+        "online_bytes": [sum(v["online_bytes"][i] for v in top) for i in (0, 1)],
+        "offline_bytes": [sum(v["offline_bytes"][i] for v in top) for i in (0, 1)],
+        "rounds": sum(v["rounds"] for v in top),
+    }

@@ -169,7 +169,7 @@ def run_job(args, job, entry: str = "net.cli") -> dict:
 
     Children run ``python -m <entry> party ...``; an entry module other than the CLI lets
     benchmarks and tests run jobs they register themselves (the entry calls ``main``)."""
-    from net.accounting import merge_reports
+    from net.accounting import merge_reports, per_query
     from net.hosts import local_hosts
     from net.launcher import launch
     from net.party import deal
@@ -212,10 +212,7 @@ def run_job(args, job, entry: str = "net.cli") -> dict:
         "result": result,
         "wall_seconds": wall,
         "online_seconds": max(outs[r]["seconds"] for r in (1, 2)),
-        # the inference itself: top-level scopes except the once-per-model weight preparation
-        "inference_seconds": sum(
-            v["seconds"] for k, v in merged["scopes"].items() if "." not in k and k != "weights"
-        ),
+        "inference_seconds": per_query(merged["scopes"])["seconds"],
         "weights_seconds": merged["scopes"].get("weights", {}).get("seconds"),
         "helper_seconds": outs[0]["seconds"] if 0 in outs else None,
         "offline": offline,
