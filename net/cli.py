@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from net import certs
+from net.alloc import keep_freed_memory
 from net.jobs import JOBS
 
 EXIT_ERROR = 2
@@ -266,6 +267,7 @@ def _print_run(out: dict, job, all_scopes: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # net/alloc.py: freed blocks reused without page faults
     if args.command == "certs":
         return certs.main(args)
     try:
