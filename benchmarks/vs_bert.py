@@ -9,9 +9,13 @@
   (``qbert-mpc run --job bert``'s program), accuracy from the integer reference, which the
   secure model reproduces exactly.
 
-Both random workloads run as job ``vs-bert`` in P1/P2 processes on dealt material (2-party:
-the online phase), ``repeats`` inferences in scope "bert" after the one-off weight
-preparation. ``material_bytes`` gives the declared helper material before dealing.
+Both random workloads run as job ``vs-bert``, ``repeats`` inferences in scope "bert" after
+the one-off weight preparation: by default as P1/P2 processes on dealt material (2-party:
+the online phase), with ``mode="3party"`` with the helper P0 streaming live. Each query
+starts at ``barrier(helper=True)``: in a live run P0 deals that query's material only from
+there (no head start during the weight preparation), so the "bert" scope is the query's
+latency with the helper generating its material concurrently on the same cores.
+``material_bytes`` gives the declared helper material before dealing.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ def _program(rt, args) -> dict:
     out = None
     for _ in range(args.vs_repeats):
         xs, ms = share_inputs(rt, cfg, x if rt.rank == 1 else None, mask, L)
-        rt.barrier()
+        rt.barrier(helper=True)
         with rt.scope("bert"):
             if args.vs_part == "model":
                 out = secure_logits(rt, prep, cfg, xs, ms)
@@ -148,9 +152,16 @@ def _row(out: dict, repeats: int) -> dict:
 
 
 def measure_random(
-    shape: str, layers: int, part: str, seq: int, repeats: int, timeout: float = 1800.0
+    shape: str,
+    layers: int,
+    part: str,
+    seq: int,
+    repeats: int,
+    timeout: float = 1800.0,
+    mode: str = "2party",
 ) -> dict:
-    """Run job vs-bert on dealt material; per-inference online seconds, bytes, rounds."""
+    """Run job vs-bert (``mode`` "2party": on dealt material, "3party": helper live);
+    per-inference seconds, bytes, rounds."""
     from net.cli import run_job
 
     a = _job_args(
@@ -163,6 +174,7 @@ def measure_random(
             "vs_repeats": repeats,
         },
         timeout,
+        mode,
     )
     return _row(run_job(a, VS_BERT, entry="benchmarks.vs_crypten"), repeats)
 

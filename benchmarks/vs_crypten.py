@@ -10,7 +10,8 @@ UCI sentences). Each workload runs ours, then CrypTen, before the next workload 
 Per system and workload: wall (median of --repeats runs of the operation, inputs already
 shared), bytes SENT per party, rounds, max error against the float function of the same
 inputs. qbert-mpc: P1 and P2 as two TCP processes on material dealt beforehand (online
-phase; "e2e" adds the helper's dealing time per call); bytes: the larger party's frame
+phase; "e2e" adds the helper's dealing time per call; for the BERT rows "live" is one
+query as three processes with the helper dealing concurrently); bytes: the larger party's frame
 bytes; rounds: the measured critical path (Lamport clock). CrypTen: two processes, gloo,
 trusted first party (its triples are made inside the timed run, so its time is end to
 end); bytes: CrypTen's counter (sent + received per party) normalised to the mean sent
@@ -131,6 +132,16 @@ def _bert_row(r: dict, err: float | None, note: str) -> dict:
     }
 
 
+def ours_live(shape: str, layers: int, part: str) -> dict:
+    """One query as THREE processes, the helper P0 dealing its material live from the
+    query's start (``barrier(helper=True)``: no head start) on the same 2 cores: the
+    latency of a query end to end in the 3-party deployment."""
+    r = vs_bert.measure_random(shape, layers, part, 0, 1, mode="3party")
+    if not r["result"].get("matches_plaintext"):
+        raise RuntimeError(f"3-party {shape} {part}: output differs from the integer reference")
+    return {"live_seconds": r["seconds"], "live_rounds": r["rounds"]}
+
+
 def bert_shape(quick: bool) -> str:
     return "tiny" if quick else "bert-base"
 
@@ -143,7 +154,7 @@ def ours_bert_layer(quick: bool, repeats: int, max_material: float) -> dict:
     r = vs_bert.measure_random(shape, 1, "layer", 0, repeats)
     ok = r["result"].get("matches_plaintext")
     err = 0.0 if ok else float(r["result"].get("max_err_int", "nan"))
-    return _bert_row(r, err, "vs integer ref")
+    return {**_bert_row(r, err, "vs integer ref"), **ours_live(shape, 1, "layer")}
 
 
 def ours_bert_base(quick: bool, max_material: float, layer: dict | None) -> dict:
@@ -157,7 +168,8 @@ def ours_bert_base(quick: bool, max_material: float, layer: dict | None) -> dict
     if need <= max_material:
         r = vs_bert.measure_random(shape, layers, "model", 0, 1)
         ok = r["result"].get("matches_plaintext")
-        return _bert_row(r, 0.0 if ok else float("nan"), "logits vs integer ref")
+        row = _bert_row(r, 0.0 if ok else float("nan"), "logits vs integer ref")
+        return {**row, **ours_live(shape, layers, "model")}
     row = {
         "status": f"skipped: needs {need / 1e9:.1f} GB of helper material "
         f"(limit --max-material {max_material / 1e9:.1f} GB); PROJECTED",

@@ -61,6 +61,8 @@ def side_by_side(results: dict) -> list[dict]:
             "crypten_s": c.get("seconds"),
             "speedup_online": _div(c.get("seconds"), o.get("seconds")),
             "speedup_e2e": _div(c.get("e2e_seconds"), o.get("e2e_seconds")),
+            "ours_live_s": o.get("live_seconds"),
+            "speedup_live": _div(c.get("e2e_seconds"), o.get("live_seconds")),
             "ours_MB": _div(o.get("bytes"), 1e6),
             "crypten_MB": _div(c.get("bytes"), 1e6),
             "bytes_ratio": _div(c.get("bytes"), o.get("bytes")),
@@ -83,6 +85,8 @@ COLUMNS = [
     "crypten_s",
     "speedup_online",
     "speedup_e2e",
+    "ours_live_s",
+    "speedup_live",
     "ours_MB",
     "crypten_MB",
     "bytes_ratio",
@@ -237,7 +241,8 @@ def _plots(results: dict, emulated: dict, out: Path) -> list[str]:
     return files
 
 
-GOALS = {"speedup_e2e": 25, "speedup_online": 50, "bytes_ratio": 45}  # issue 6
+# issue 6; the end-to-end goal is read against both end-to-end measures
+GOALS = {"speedup_e2e": 25, "speedup_live": 25, "speedup_online": 50, "bytes_ratio": 45}
 
 
 def headline(rows: list[dict]) -> list[str]:
@@ -271,7 +276,10 @@ def _notes(data: dict) -> list[str]:
         "dealt beforehand); `ours_e2e_s` adds the helper's dealing time per call. CrypTen "
         "(trusted first party) makes its correlations inside the timed run, so `crypten_s` "
         "is end to end; `speedup_online` = crypten_s / ours_s, `speedup_e2e` = crypten_s / "
-        "ours_e2e_s.",
+        "ours_e2e_s. `ours_live_s` (BERT rows): one query as three processes with the helper "
+        "dealing its material live, starting with the query (no head start), all three on "
+        "the same 2 cores: the query's end-to-end latency in the 3-party deployment; "
+        "`speedup_live` = crypten_s / ours_live_s.",
         "- Bytes: MB SENT per party. qbert-mpc: frame bytes of the busier party. CrypTen: its "
         "counter (sent + received per party) normalised to the mean sent per party, "
         "(c0 + c1) / 4. Helper material (`ours_offline_MB`, P0 to P1/P2) is not in the "

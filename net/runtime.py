@@ -183,16 +183,26 @@ class Runtime:
         specs = [(d, a.shape) for d, a in items]
         return self.recv(specs) if np.dtype(dtype) == np.uint64 else self.recv(specs, dtype)
 
-    def barrier(self) -> None:
+    def barrier(self, helper: bool = False) -> None:
         """P1 and P2 wait for each other (1 round, no payload); afterwards both round
         clocks equal max(clock1, clock2) + 1, so the next scope's rounds are measured in
-        isolation. A no-op on P0."""
+        isolation. A no-op on P0, unless ``helper``: in a live 3-party run P0 then flushes
+        its buffered material and waits until P1 and P2 both passed (an empty control
+        frame each), so it deals what follows only from here, with no head start (how
+        the benchmarks time a query with the helper generating concurrently). With dealt
+        material ``helper`` changes nothing."""
         if self.is_dealer:
+            if helper and isinstance(self.sink, LiveSink):
+                self.sink.finish()  # the parties may still need buffered material
+                for p in (P1, P2):
+                    self._recv_frame(p, KIND_CONTROL)
             return
         mine, spec = self.clock, spec_digest([])
         self._send_frame(self.peer, KIND_ONLINE, b"", spec)
         h, _ = self._recv_frame(self.peer, KIND_ONLINE, spec)
         self.clock = max(mine, h.clock) + 1
+        if helper and isinstance(self.source, LiveSource):
+            self._send_frame(DEALER, KIND_CONTROL, b"", 0)
 
     # -- correlations ----------------------------------------------------------------------
     def deal(self, party: int, dom: Domain, values: np.ndarray) -> None:
@@ -316,7 +326,8 @@ class Runtime:
 class LiveSink(CorrelationSink):
     """P0 in a 3-party run: streams corrections in offline frames, batched up to 4 MiB.
 
-    Batching is safe: P0 never waits on anyone, so it flushes at the latest at the end."""
+    Batching is safe: P0 waits on no one (except at ``Runtime.barrier(helper=True)``,
+    which flushes first), so it flushes at the latest at the end."""
 
     FLUSH = 4 << 20
 

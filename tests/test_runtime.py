@@ -256,6 +256,29 @@ def test_barrier_equalises_clocks():
     assert run.results[1] == run.results[2] == 2
 
 
+@pytest.mark.parametrize("mode", ["live", "dealt"])
+def test_helper_barrier_holds_the_helper_until_both_parties_pass(mode):
+    """barrier(helper=True): live, P0 flushes the material the parties still need and
+    deals what follows only after both reached it; dealt, nothing changes."""
+    R, events = ring(16), []
+
+    def prog(rt):
+        before = rt.dealer_shared(R, (3,), np.arange(3) if rt.is_dealer else None)
+        if not rt.is_dealer:
+            events.append(f"P{rt.rank} at")
+        rt.barrier(helper=True)
+        if rt.is_dealer:
+            events.append("P0 past")
+        after = rt.dealer_shared(R, (2,), np.array([7, 9]) if rt.is_dealer else None)
+        return None if rt.is_dealer else (before.data, after.data)
+
+    run = run_local(prog, mode=mode, timeout=10)
+    (b1, a1), (b2, a2) = run.results[1], run.results[2]
+    assert list(R.add(b1, b2)) == [0, 1, 2] and list(R.add(a1, a2)) == [7, 9]
+    if mode == "live":
+        assert events.index("P0 past") > max(events.index("P1 at"), events.index("P2 at"))
+
+
 def test_dealt_sink_writes_in_order_and_raises_a_write_error():
     """The writer thread keeps the order of puts, bounds what is pending, and a failing
     stream surfaces as an error of put or finish (never a silent short file)."""

@@ -82,6 +82,8 @@ def test_quick_smoke(tmp_path):
             assert res[system]["bytes"] > 0, (name, system)
             assert res[system]["rounds"] > 0, (name, system)
     assert doc["results"]["bert_layer"]["ours"]["max_err"] == 0  # secure == integer reference
+    for name in ("bert_layer", "bert_base"):  # the 3-process query with the helper live
+        assert doc["results"][name]["ours"]["live_seconds"] > 0, name
     assert doc["machine"]["versions"]["crypten"] == "0.4.1"
     assert {r["network"] for r in doc["network_rows"]} >= {"lan", "wan"}
     assert (tmp_path / "RESULTS.md").read_text().startswith("## Results")
