@@ -25,7 +25,7 @@ import numpy as np
 
 from mpc.correlations import CorrelationSink, CorrelationSource
 from mpc.packing import pack, unpack
-from mpc.prg import PRG, SEED_BYTES, draw_dtype, fresh_seed
+from mpc.prg import PRG, SEED_BYTES, draw_dtype, fresh_seed, from_words
 from mpc.ring import Domain, Ring
 from mpc.shares import Shared
 from net.accounting import Accounting
@@ -207,7 +207,10 @@ class Runtime:
     # -- correlations ----------------------------------------------------------------------
     def deal(self, party: int, dom: Domain, values: np.ndarray) -> None:
         """P0: send a correction array to ``party`` (live, or into dealt material)."""
-        payload = pack(values, dom.bits)
+        self.deal_raw(party, pack(values, dom.bits))
+
+    def deal_raw(self, party: int, payload) -> None:
+        """P0: send already packed correction bytes (bytes or a uint8 array) to ``party``."""
         self.sink.put(party, payload)
         self.acct.add(offline_sent=len(payload))
 
@@ -229,6 +232,10 @@ class Runtime:
         with P0. P1/P2 get their share; P0 gets the plaintext r."""
         shape = tuple(shape)
         if self.is_dealer:
+            if isinstance(dom, Ring):  # both draws summed in their narrow words: one pass
+                dt = draw_dtype(dom)
+                w1, w2 = (self._prgs[p].words(dt, shape) for p in (P1, P2))
+                return from_words(dom, np.add(w1, w2, dtype=dt))
             r1 = dom.random(self._prgs[P1], shape)
             r2 = dom.random(self._prgs[P2], shape)
             return dom.add(r1, r2)

@@ -46,6 +46,7 @@ from protocols.lut import (
     MULTI_INDEX_BITS,
     _check_tables,
     _size,
+    deal_fused,
     deal_tables,
     flat_index,
     gather,
@@ -176,43 +177,41 @@ def requant(
 def deal_carry(rt, rf, c: int, plan: list[int], u, priv, n: int):
     """Deal the tables giving XOR shares of k xor u, k = [delta_l + r_l >= 2^c], for n
     elements with flat masks ``rf`` and dealer bits ``u`` (P0's, None elsewhere): one XOR
-    table over delta_l (one digit) or per-digit Z_4 state tables and a 4^k carry table."""
-    lmask = U64((1 << c) - 1)
+    table over delta_l (one digit) or per-digit Z_4 state tables and a 4^k carry table.
+    P0 computes each table's packed correction in one kernel pass (``deal_fused``)."""
+    if not rt.is_dealer:
+        if len(plan) == 1:
+            return plan, deal_tables(rt, BOOL, n, 1 << c, None, lazy=True), None
+        stabs = [deal_tables(rt, ring(2), n, 1 << w, None, lazy=True) for w in plan]
+        return plan, stabs, deal_tables(rt, BOOL, n, 4 ** len(plan), None, lazy=True)
+    rf, u = np.ascontiguousarray(rf, dtype=U64), np.ascontiguousarray(u, dtype=U64)
     if len(plan) == 1:
-        ktab = deal_tables(
-            rt,
-            BOOL,
-            n,
-            1 << c,
-            lambda lo, hi: (
-                (((rf[lo:hi, None] & lmask) + np.arange(1 << c, dtype=U64)) >> U64(c))
-                ^ u[lo:hi, None]
-            ),
-            lazy=True,
+        deal_fused(
+            rt, BOOL, n, 1 << c, lambda lo, hi, p1, out: _step_corr(rf[lo:hi], c, u[lo:hi], p1, out)
         )
-        return plan, ktab, None
+        return plan, None, None
     offs = np.cumsum([0] + plan[:-1]).tolist()
-    rho = priv.ring(ring(2), (n, len(plan))) if priv else None
-    stabs = [
-        deal_tables(
+    rho = np.ascontiguousarray(priv.ring(ring(2), (n, len(plan))), dtype=U64)
+    for i, (w, o) in enumerate(zip(plan, offs, strict=True)):
+        deal_fused(
             rt,
             ring(2),
             n,
             1 << w,
-            lambda lo, hi, w=w, o=o, i=i: _state_rows(rf[lo:hi], o, w, rho[lo:hi, i]),
-            lazy=True,
+            lambda lo, hi, p1, out, w=w, o=o, i=i: _state_corr(
+                rf[lo:hi], o, w, rho[lo:hi, i].copy(), p1, out
+            ),
         )
-        for i, (w, o) in enumerate(zip(plan, offs, strict=True))
-    ]
-    ctab = deal_tables(
+    k = len(plan)
+    allc = _all_carry_tables(k)
+    deal_fused(
         rt,
         BOOL,
         n,
-        4 ** len(plan),
-        lambda lo, hi: _carry_table(rho[lo:hi], len(plan)) ^ u[lo:hi, None].astype(np.uint8),
-        lazy=True,
+        4**k,
+        lambda lo, hi, p1, out: _carry_corr(allc, rho[lo:hi], k, u[lo:hi], p1, out),
     )
-    return plan, stabs, ctab
+    return plan, None, None
 
 
 def carry_share(rt, key, dl: np.ndarray) -> np.ndarray:
@@ -253,38 +252,76 @@ def _open(rt, x: Shared) -> np.ndarray:
     return x.dom.add(x.data, o)
 
 
-def _state_rows(rf: np.ndarray, o: int, w: int, rho: np.ndarray) -> np.ndarray:
-    """(n, 2^w) rows (state(d + r_i) + rho) mod 4 over every public digit d, where r_i is
-    digit (o, w) of the mask and state(s) = 2 generate (s > 2^w - 1), 1 propagate (s =
-    2^w - 1), 0 kill."""
-    out = np.empty((rf.size, 1 << w), dtype=np.uint8)
-    _state_kernel(np.ascontiguousarray(rf, dtype=U64), o, w, rho.astype(U64), out)
-    return out
+@njit(cache=True, nogil=True)
+def _pack_row(vals, bits, out, f0):  # pragma: no cover - numba
+    """OR the values of one row (< 2^bits, bits in {1, 2}) into a ``pack``-ed uint8 array
+    from entry f0 on; one store per byte when the row starts on a byte boundary."""
+    per, W = 8 // bits, vals.size
+    if f0 % per or W % per:
+        for d in range(W):
+            f = f0 + d
+            out[f // per] |= np.uint8(vals[d] << np.uint8(bits * (f % per)))
+        return
+    base = f0 // per
+    for b in range(W // per):
+        acc = np.uint8(0)
+        for t in range(per):
+            acc |= vals[b * per + t] << np.uint8(bits * t)
+        out[base + b] = acc
 
 
 @njit(cache=True, nogil=True)
-def _state_kernel(rf, o, w, rho, out):  # pragma: no cover - numba
-    top = np.uint64((1 << w) - 1)
+def _step_corr(rf, c, u, p1, out):  # pragma: no cover - numba
+    """Packed bits ([j + r_i >= 2^c] xor u_i) xor p1[i, j] (r_i the low c bits of the mask):
+    the one-digit carry table minus P1's words, in ``pack``'s layout (entry f of the flat
+    row-major table at bit f mod 8 of byte f / 8)."""
+    W = p1.shape[1]
+    vals = np.empty(W, dtype=np.uint8)
     for i in range(rf.size):
-        r = (rf[i] >> np.uint64(o)) & top
-        for d in range(out.shape[1]):
-            s = r + np.uint64(d)
-            st = np.uint64(2) if s > top else (np.uint64(1) if s == top else np.uint64(0))
-            out[i, d] = np.uint8((st + rho[i]) & np.uint64(3))
+        edge = W - np.int64(rf[i] & np.uint64(W - 1))  # entries j >= edge carry
+        ui = np.uint8(u[i])
+        for j in range(W):
+            vals[j] = (np.uint8(j >= edge) ^ ui ^ p1[i, j]) & np.uint8(1)
+        _pack_row(vals, 1, out, i * W)
 
 
-def _carry_table(rho: np.ndarray, k: int) -> np.ndarray:
-    """(n, 4^k) carry out of the top digit for every public z (z_0 most significant in the
-    flat index), with digit states (z_i - rho_i) mod 4 (3 never occurs; read as kill): the
-    row of rho among all 4^k rotations of the table."""
-    flat = np.zeros(rho.shape[0], dtype=np.intp)
-    for d in range(k):
-        flat = (flat << 2) | rho[:, d].astype(np.intp)
-    return _all_carry_tables(k)[flat]
+@njit(cache=True, nogil=True)
+def _state_corr(rf, o, w, rho, p1, out):  # pragma: no cover - numba
+    """Packed 2-bit (state(d + r_i) + rho_i - p1[i, d]) mod 4, r_i digit (o, w) of the mask
+    and state(s) = 2 generate (s > 2^w - 1), 1 propagate (s = 2^w - 1), 0 kill: the state
+    table minus P1's words, in ``pack``'s layout (entry f at bits 2 (f mod 4) of byte f/4)."""
+    W = p1.shape[1]
+    vals = np.empty(W, dtype=np.uint8)
+    for i in range(rf.size):
+        p = W - 1 - np.int64((rf[i] >> np.uint64(o)) & np.uint64(W - 1))  # propagate at d = p
+        r = np.uint8(rho[i])
+        for d in range(W):
+            st = np.uint8(2) * np.uint8(d > p) + np.uint8(d == p)
+            vals[d] = (st + r - p1[i, d]) & np.uint8(3)
+        _pack_row(vals, 2, out, i * W)
+
+
+@njit(cache=True, nogil=True)
+def _carry_corr(allc, rho, k, u, p1, out):  # pragma: no cover - numba
+    """Packed bits (carry table of row i) xor u_i xor p1[i, z]: the carry out of the top
+    digit for every public z (z_0 most significant), digit states (z_d - rho_id) mod 4 (3
+    never occurs; read as kill), i.e. row rho_i of ``_all_carry_tables``, minus P1's words."""
+    W = p1.shape[1]
+    vals = np.empty(W, dtype=np.uint8)
+    for i in range(rho.shape[0]):
+        flat = 0
+        for d in range(k):
+            flat = (flat << 2) | np.int64(rho[i, d])
+        ui = np.uint8(u[i])
+        for z in range(W):
+            vals[z] = (allc[flat, z] ^ ui ^ p1[i, z]) & np.uint8(1)
+        _pack_row(vals, 1, out, i * W)
 
 
 @lru_cache(maxsize=8)
 def _all_carry_tables(k: int) -> np.ndarray:
+    """(4^k, 4^k) uint8: row rho (digits z_0.. most significant first) is the carry out of
+    the top digit for every public z, with digit states (z_d - rho_d) mod 4."""
     out = np.empty((4**k, 4**k), dtype=np.uint8)
     rho = (np.arange(4**k)[:, None] >> (2 * np.arange(k - 1, -1, -1))) & 3
     _carry_kernel(rho.astype(np.int64), k, out)

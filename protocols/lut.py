@@ -248,7 +248,7 @@ def deal_tables(rt, dom: Domain, n: int, width: int, build, lazy: bool = False):
     memory."""
     if lazy and not rt.is_dealer:
         return _lazy_share(rt, dom, n, width)
-    rows = max(8, (_CHUNK // max(width, 1)) // 8 * 8)
+    rows = _chunk_rows(width)
     out = None if rt.is_dealer else np.empty((n, width), dtype=_narrow_dtype(dom.bits))
     for lo in range(0, n, rows):
         hi = min(n, lo + rows)
@@ -257,6 +257,25 @@ def deal_tables(rt, dom: Domain, n: int, width: int, build, lazy: bool = False):
         else:
             out[lo:hi] = rt.dealer_shared(dom, (hi - lo, width)).data
     return out
+
+
+def _chunk_rows(width: int) -> int:
+    return max(8, (_CHUNK // max(width, 1)) // 8 * 8)
+
+
+def deal_fused(rt, dom: Domain, n: int, width: int, corrections) -> None:
+    """P0's side of ``deal_tables`` (same chunks, same material) when the table, minus P1's
+    drawn words, packed to ``dom.bits``, comes out of ONE kernel pass:
+    ``corrections(lo, hi, p1, out)`` ORs the packed correction of rows lo..hi into the
+    zeroed uint8 ``out``, with p1 = P1's words (hi-lo, width) of ``draw_dtype(dom)``. No
+    plaintext table, difference or packing temporaries."""
+    rows, dt = _chunk_rows(width), draw_dtype(dom)
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        p1 = rt.prg(1).words(dt, (hi - lo, width))
+        out = np.zeros(dom.nbytes((hi - lo) * width), dtype=np.uint8)
+        corrections(lo, hi, p1, out)
+        rt.deal_raw(2, out)
 
 
 @njit(cache=True, nogil=True)

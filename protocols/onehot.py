@@ -25,6 +25,8 @@ dealer's arithmetic bits are dealt for both slots (the selected one is used).
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from numba import njit
 
@@ -173,12 +175,19 @@ def deal_onehot(rt, n: int, hb: int, pos=None, halves: int = 2) -> np.ndarray | 
         v, j = pos
         for lo in range(0, n, _ROWS):
             hi = min(n, lo + _ROWS)
-            e = np.zeros((hi - lo, halves, Wh), dtype=U64)
+            # P2's words = P1's words with the one bit flipped, drawn straight into the
+            # payload buffer (fresh: the sink may still hold the previous one)
+            nbytes = (hi - lo) * halves * Wh * 8
+            e = rt.prg(1).fill(np.empty(nbytes + 16, np.uint8), nbytes).view(U64)
+            e = e.reshape(hi - lo, halves, Wh)
             rows = np.arange(hi - lo)
-            e[rows, v[lo:hi].astype(np.intp), (j[lo:hi] >> U64(6)).astype(np.intp)] = U64(1) << (
+            e[rows, v[lo:hi].astype(np.intp), (j[lo:hi] >> U64(6)).astype(np.intp)] ^= U64(1) << (
                 j[lo:hi] & U64(63)
             )
-            rt.deal(2, WORD, e ^ WORD.random(rt.prg(1), e.shape))
+            if sys.byteorder == "little":  # the packed 64-bit words are the buffer itself
+                rt.deal_raw(2, e.reshape(-1).view(np.uint8))
+            else:  # pragma: no cover - big-endian hosts
+                rt.deal(2, WORD, e)
         return None
     if rt.rank == 1:
         return WORD.random(rt.prg(0), shape)
