@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit
 
 from mpc.cost import Cost, msg
-from mpc.prg import PRG, fresh_seed
+from mpc.prg import PRG, draw_dtype, fresh_seed, from_words
 from mpc.ring import BOOL, DomainMismatch, Ring, ring
 from mpc.shares import Shared
 from protocols import convert as C
@@ -215,7 +215,7 @@ def deal_b2a(rt, s, n: int, layout, slots: int = 2) -> dict | None:
 
 @njit(cache=True, nogil=True)
 def _b2a_kernel(o, t, sh, cols, tab, pos, neg, public, accs):  # pragma: no cover - numba
-    """accs[tab[c], i] +-= (o_b + (1 - 2 o_b) <s_b>) 2^pos[c] for the mask-bit shares
+    """accs[i, tab[c]] +-= (o_b + (1 - 2 o_b) <s_b>) 2^pos[c] for the mask-bit shares
     sh[t_i, i, c] of output bit b = cols[c] of slot t_i (o_b added by P1 only: ``public``);
     subtracted for a sign bit (neg[c])."""
     n = t.shape[0]
@@ -228,16 +228,17 @@ def _b2a_kernel(o, t, sh, cols, tab, pos, neg, public, accs):  # pragma: no cove
                 v += ob
             v <<= np.uint64(pos[c])
             if neg[c]:
-                accs[tab[c], i] -= v
-            else:
-                accs[tab[c], i] += v
+                v = -v
+            accs[i, tab[c]] += v
 
 
 def b2a_outputs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict, shape):
     """Arithmetic shares of the selected slot: o (slots, n, K) public bits, t (n,) public slot."""
     n = t.size
     t = t.astype(np.int64)
-    accs = np.zeros((len(tabs), n), dtype=U64)
+    # one element's outputs side by side, in the narrowest word holding every ring (sums
+    # wrap mod 2^word, a multiple of each 2^M): 31 thermometer bits over Z_2^8 take 8x less
+    accs = np.zeros((n, len(tabs)), dtype=draw_dtype(ring(max(M for *_, M in tabs))))
     for cols, sh in arith.values():
         tab = np.array([layout[c][0] for c in cols], dtype=np.int64)
         pos = np.array([layout[c][1] for c in cols], dtype=np.int64)
@@ -247,8 +248,8 @@ def b2a_outputs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict, sha
         )
         _b2a_kernel(o, t, sh, np.asarray(cols, np.int64), tab, pos, neg, rt.rank == 1, accs)
     return [
-        Shared(ring(M), (a & ring(M).mask).reshape(shape), rt.rank)
-        for a, (_, _, _, M) in zip(accs, tabs, strict=True)
+        Shared(ring(M), np.ascontiguousarray(from_words(ring(M), a)).reshape(shape), rt.rank)
+        for a, (_, _, _, M) in zip(accs.T, tabs, strict=True)
     ]
 
 
