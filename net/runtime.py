@@ -124,12 +124,20 @@ class Runtime:
         return self._prgs[other]
 
     # -- frames ----------------------------------------------------------------------------
-    def _send_frame(self, to: int, kind: int, payload: bytes, spec: int) -> None:
-        h = Header(
-            kind, self.rank, to, self.session, self._seq_out[to], self.clock, spec, len(payload)
-        )
+    def _header(self, to: int, kind: int, spec: int, length: int) -> bytes:
+        h = Header(kind, self.rank, to, self.session, self._seq_out[to], self.clock, spec, length)
         self._seq_out[to] += 1
-        frame = h.pack() + payload
+        return h.pack()
+
+    def _send_frame(self, to: int, kind: int, payload: bytes, spec: int) -> None:
+        frame = self._header(to, kind, spec, len(payload)) + payload
+        self.transport.send(to, frame)
+        self.acct.add(wire_sent=len(frame))
+
+    def _send_reserved(self, to: int, kind: int, frame: memoryview, spec: int = 0) -> None:
+        """Send a frame built in place: the first HEADER_SIZE bytes of the writable
+        ``frame`` are free and get the header, the payload is not copied."""
+        frame[:HEADER_SIZE] = self._header(to, kind, spec, len(frame) - HEADER_SIZE)
         self.transport.send(to, frame)
         self.acct.add(wire_sent=len(frame))
 
@@ -340,8 +348,15 @@ class LiveSink(CorrelationSink):
 
     def __init__(self, rt: Runtime):
         self.rt = rt
-        self._buf = {P1: io.BytesIO(), P2: io.BytesIO()}
+        self._buf = {P1: self._fresh(), P2: self._fresh()}
         self._seeds: dict[int, bytes] = {}
+
+    @staticmethod
+    def _fresh() -> io.BytesIO:
+        """A frame buffer: room for the header, then the payloads as they come."""
+        buf = io.BytesIO()
+        buf.write(bytes(HEADER_SIZE))
+        return buf
 
     def seed_for(self, party: int) -> bytes:
         if party not in self._seeds:
@@ -352,14 +367,15 @@ class LiveSink(CorrelationSink):
     def put(self, party: int, payload: bytes) -> None:
         buf = self._buf[party]
         buf.write(payload)
-        if buf.tell() >= self.FLUSH:
+        if buf.tell() - HEADER_SIZE >= self.FLUSH:
             self._flush(party)
 
     def _flush(self, party: int) -> None:
         buf = self._buf[party]
-        if buf.tell():
-            self.rt._send_frame(party, KIND_OFFLINE, buf.getvalue(), 0)
-            self._buf[party] = io.BytesIO()
+        if buf.tell() > HEADER_SIZE:  # header filled in place, payload never copied again
+            with buf.getbuffer() as frame:
+                self.rt._send_reserved(party, KIND_OFFLINE, frame)
+            self._buf[party] = self._fresh()
 
     def finish(self) -> None:
         for p in (P1, P2):

@@ -204,20 +204,26 @@ def _width_groups(layout):
 
 def deal_b2a(rt, s, n: int, layout, slots: int = 2) -> dict | None:
     """Arithmetic shares of the mask bits s (P0: (slots, n, K) 0/1) per ring width: one
-    message per width of shape (slots, n, cols)."""
+    message per width of shape (slots, n, cols) (``Runtime.dealer_shared``). P1 and P2 keep
+    their shares as drawn / unpacked words of the width's narrow dtype, unreduced: a share
+    over Z_2^(M-j) is only used times 2^j mod 2^M, where bits above M - j vanish."""
     out = {}
     for w, cols in sorted(_width_groups(layout).items()):
-        val = s[:, :, cols] if rt.is_dealer else None
-        sh = rt.dealer_shared(ring(w), (slots, n, len(cols)), val)
-        out[w] = (cols, None if rt.is_dealer else sh.data)
+        shape, dt = (slots, n, len(cols)), draw_dtype(ring(w))
+        if rt.is_dealer:
+            rt.dealer_shared(ring(w), shape, s[:, :, cols])
+        elif rt.rank == 1:  # the words dealer_shared's P1 share is reduced from
+            out[w] = (cols, rt.prg(0).words(dt, shape))
+        else:
+            out[w] = (cols, rt.take(ring(w), shape, dt))
     return None if rt.is_dealer else out
 
 
 @njit(cache=True, nogil=True)
 def _b2a_kernel(o, t, sh, cols, tab, pos, neg, public, accs):  # pragma: no cover - numba
-    """accs[i, tab[c]] +-= (o_b + (1 - 2 o_b) <s_b>) 2^pos[c] for the mask-bit shares
-    sh[t_i, i, c] of output bit b = cols[c] of slot t_i (o_b added by P1 only: ``public``);
-    subtracted for a sign bit (neg[c])."""
+    """accs[i, tab[c]] +-= (o_b + (1 - 2 o_b) <s_b>) 2^pos[c] (mod the word) for the mask-bit
+    shares sh[t_i, i, c] of output bit b = cols[c] of slot t_i (o_b added by P1 only:
+    ``public``); subtracted for a sign bit (neg[c])."""
     n = t.shape[0]
     for i in range(n):
         ti = t[i]
