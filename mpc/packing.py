@@ -169,7 +169,9 @@ def pack(values: np.ndarray, bits: int) -> bytes:
 
 def unpack(buf, bits: int, n: int, dtype=np.uint64) -> np.ndarray:
     """The ``n`` values of ``bits`` bits packed in ``buf``, as ``dtype`` (default uint64;
-    any unsigned dtype of at least ``bits`` bits, so small rings need no uint64 array)."""
+    any unsigned dtype of at least ``bits`` bits, so small rings need no uint64 array).
+    Byte-aligned widths read as their own word type at an aligned address come back as a
+    view of ``buf`` (no copy; read-only when ``buf`` is)."""
     bits = _check_bits(bits)
     if n < 0:
         raise ValueError(f"element count must be >= 0, got {n}")
@@ -182,7 +184,8 @@ def unpack(buf, bits: int, n: int, dtype=np.uint64) -> np.ndarray:
         raise ValueError(f"packed buffer holds {raw.size} bytes, expected {size}")
     if bits in _ALIGNED:
         dt = np.dtype(_ALIGNED[bits]).newbyteorder("<")
-        return raw.view(dt).astype(dtype)
+        words = raw.view(dt)  # kernels need aligned words: a view only if it is aligned
+        return words.astype(dtype, copy=not words.flags.aligned)
     if bits == 1:
         out = np.unpackbits(raw, count=n, bitorder="little")
         return out if dtype == np.uint8 else out.astype(dtype)

@@ -36,6 +36,18 @@ def derive_seed(seed: bytes, label: str) -> bytes:
 
 BLOCK = 16  # AES block: one counter value
 _ECB_BLOCKS = 1 << 20  # counter blocks encrypted per ECB call by ``peek`` (16 MiB)
+_ZEROS = bytes(1 << 22)  # CTR plaintext, read in chunks: keystream goes straight into arrays
+
+
+def _keystream_into(enc, buf: np.ndarray, nbytes: int) -> np.ndarray:
+    """The next ``nbytes`` of ``enc``'s keystream written into ``buf`` (uint8, at least
+    ``nbytes + BLOCK`` long: ``update_into`` wants a spare block); returns ``buf[:nbytes]``.
+    Encrypts a shared zero chunk at a time (5 GB/s here, against 1.4 GB/s for
+    ``update(bytes(n))``, which allocates and zeroes twice)."""
+    out, zeros, step = memoryview(buf), memoryview(_ZEROS), len(_ZEROS)
+    for lo in range(0, nbytes, step):
+        enc.update_into(zeros[: min(step, nbytes - lo)], out[lo:])
+    return buf[:nbytes]
 
 
 def _word_dtype(k: int):
@@ -112,7 +124,6 @@ class PRG:
         self._enc = self._ctr_at(0)
         self._ecb = Cipher(algorithms.AES(self._key), modes.ECB()).encryptor()
         self.drawn = 0  # bytes drawn so far (the stream position)
-        self._zeros = b""  # plaintext for ``fill``
 
     def __repr__(self) -> str:  # never show the key
         return f"PRG(drawn={self.drawn})"
@@ -133,11 +144,8 @@ class PRG:
     def fill(self, buf: np.ndarray, nbytes: int) -> np.ndarray:
         """The next ``nbytes`` of the stream written into ``buf`` (uint8, at least nbytes +
         16 long, reused across calls: no allocation); returns the view ``buf[:nbytes]``."""
-        if len(self._zeros) < nbytes:
-            self._zeros = bytes(nbytes)
-        self._enc.update_into(memoryview(self._zeros)[:nbytes], buf)
         self.drawn += nbytes
-        return buf[:nbytes]
+        return _keystream_into(self._enc, buf, nbytes)
 
     def skip(self, nbytes: int) -> None:
         """Advance the stream by ``nbytes`` without computing them."""
@@ -155,9 +163,9 @@ class PRG:
         return self._ctr_at(offset).update(bytes(int(nbytes)))
 
     def words(self, dtype, shape) -> np.ndarray:
-        n = int(np.prod(shape, dtype=np.int64))
         dt = np.dtype(dtype)
-        return np.frombuffer(self.bytes(n * dt.itemsize), dtype=dt).reshape(shape)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+        return self.fill(np.empty(nbytes + BLOCK, np.uint8), nbytes).view(dt).reshape(shape)
 
     def peek(self, dtype, start: int, positions) -> np.ndarray:
         """Words ``w[positions]`` (flat, native byte order like ``words``) of the word

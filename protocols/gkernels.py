@@ -73,7 +73,7 @@ def draw(prg, dom, shape, dtype=U64) -> np.ndarray:
     shape = tuple(int(s) for s in shape)
     n = prod(shape)
     if isinstance(dom, Ring) and dom.k == 1:
-        raw = np.frombuffer(prg.bytes((n + 7) // 8), dtype=np.uint8)
+        raw = prg.words(np.uint8, ((n + 7) // 8,))
         bits = np.unpackbits(raw, count=n, bitorder="little")
         return (bits if dtype == np.uint8 else bits.astype(dtype)).reshape(shape)
     if isinstance(dom, Ring):

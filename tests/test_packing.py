@@ -92,3 +92,15 @@ def test_packed_size():
     assert packed_size(9, 1) == 2
     assert packed_size(3, 20) == 8
     assert packed_size(1000, 64) == 8000
+
+
+@pytest.mark.parametrize("bits", [8, 16, 32, 64])
+def test_aligned_widths_view_the_buffer_only_when_aligned(bits):
+    dt = np.dtype(f"<u{bits // 8}")
+    v = np.arange(100, dtype=dt)
+    raw = v.tobytes()
+    view = unpack(raw, bits, v.size, dt)
+    assert np.array_equal(view, v) and not view.flags.writeable  # no copy: a view of raw
+    shifted = memoryview(b"\0" * 3 + raw)[3:]  # e.g. a payload after a frame header
+    out = unpack(shifted, bits, v.size, dt)
+    assert np.array_equal(out, v) and out.flags.aligned  # copied: kernels need alignment
