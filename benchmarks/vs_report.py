@@ -271,9 +271,13 @@ def _notes(data: dict) -> list[str]:
     notes = [
         "- **Measured** (loopback, this machine, one invocation, ours and CrypTen interleaved "
         "per workload): every `ours_*` and `crypten_*` column unless a status below says "
-        "otherwise. Times are medians of the runs of the operation on already-shared inputs.",
+        "otherwise. Times are medians of the runs of the operation on already-shared inputs, "
+        "after one unmeasured warm-up in both systems (CrypTen: one run of the operation; "
+        "qbert-mpc: one call, or for the BERT rows one encoder layer: Numba cache loads, "
+        "limb plans and heap growth are once per process).",
         "- `ours_s`: qbert-mpc's online phase (P1, P2 as TCP processes on material the helper "
-        "dealt beforehand); `ours_e2e_s` adds the helper's dealing time per call. CrypTen "
+        "dealt beforehand); `ours_e2e_s` adds the helper's dealing time per call (its share "
+        "of the dealt bytes). CrypTen "
         "(trusted first party) makes its correlations inside the timed run, so `crypten_s` "
         "is end to end; `speedup_online` = crypten_s / ours_s, `speedup_e2e` = crypten_s / "
         "ours_e2e_s. `ours_live_s` (BERT rows): one query as three processes with the helper "
