@@ -9,14 +9,15 @@ UCI sentences). Each workload runs ours, then CrypTen, before the next workload 
 
 Per system and workload: wall (median of --repeats runs of the operation, inputs already
 shared, after one unmeasured warm-up: a run of the operation, for qbert-mpc's BERT rows
-one encoder layer), bytes SENT per party, rounds, max error against the float function of the same
-inputs. qbert-mpc: P1 and P2 as two TCP processes on material dealt beforehand (online
-phase; "e2e" adds the helper's dealing time per call; for the BERT rows "live" is one
-query as three processes with the helper dealing concurrently); bytes: the larger party's
-frame bytes; rounds: the measured critical path (Lamport clock). CrypTen: two processes, gloo,
-trusted first party (its triples are made inside the timed run, so its time is end to
-end); bytes: CrypTen's counter (sent + received per party) normalised to the mean sent
-per party, (c0 + c1) / 4; rounds: its count of communication calls.
+one encoder layer), bytes SENT per party, rounds, max error against the float function
+of the same inputs. qbert-mpc: P1 and P2 as two TCP processes on material dealt
+beforehand (online phase; "e2e" adds the helper's dealing time per call; for the BERT
+rows "live" is one query as three processes with the helper dealing concurrently);
+bytes: the larger party's frame bytes; rounds: the measured critical path (Lamport
+clock). CrypTen: two processes, gloo, trusted first party (its triples are made inside
+the timed run, so its time is end to end); bytes: CrypTen's counter (sent + received per
+party) normalised to the mean sent per party, (c0 + c1) / 4; rounds: its count of
+communication calls.
 
 Networks: loopback is measured. LAN (1 Gbit/s, 0.5 ms RTT) and WAN (100 Mbit/s, 40 ms
 RTT) are (a) EMULATED for qbert-mpc in its transport (net/shaping.py: each frame leaves

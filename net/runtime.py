@@ -249,6 +249,18 @@ class Runtime:
             return dom.add(r1, r2)
         return Shared(dom, dom.random(self._prgs[DEALER], shape), self.rank)
 
+    def random_bits(self, shape) -> np.ndarray:
+        """``random_shared(BOOL, shape)`` as uint8 arrays, from the same draws: P1/P2 their
+        XOR share bits, P0 the secret bits (one byte per bit, not eight)."""
+        shape = tuple(shape)
+        if self.is_dealer:
+            w = self._prgs[P1].words(np.uint8, shape)
+            w ^= self._prgs[P2].words(np.uint8, shape)
+        else:
+            w = self._prgs[DEALER].words(np.uint8, shape)
+        w &= np.uint8(1)
+        return w
+
     def dealer_shared(self, dom: Domain, shape, value: np.ndarray | None = None) -> Shared:
         """Share a value only P0 knows: P1's share comes from the seed, P2's share is the
         correction P0 sends (|value| elements offline). P0 passes ``value``."""

@@ -303,7 +303,7 @@ def requant_steps(
     u = priv.bits((n,)) if priv else None
     ckey = C.deal_carry(rt, rf, c, plan, u, priv, n)
     e = deal_onehot(rt, n, hb, (u, rf >> U64(c)) if rt.is_dealer else None)
-    s = rt.random_shared(BOOL, (2, n, K))
+    s = rt.random_bits((2, n, K))
     arith = deal_b2a(rt, s, n, layout)
     if rt.is_dealer:
         return [Shared.phantom(ring(M), shape) for *_, M in tabs]
@@ -314,7 +314,7 @@ def requant_steps(
     dh, dl = delta >> U64(c), delta & U64((1 << c) - 1)
     tsh = yield from C.carry_steps(ckey, dl)
     y = slot_bits(e, dh, tabs, hb)
-    z = y ^ s.data.astype(np.uint8)
+    z = y ^ s
     to, zo = yield [(BOOL, tsh), (BOOL, z)]
     t = tsh ^ to
     o = z ^ zo.astype(np.uint8)
@@ -370,12 +370,12 @@ def lut(rt, x: Shared, tables, bits: int | None = None) -> list[Shared]:
     shape, n = x.shape, x.size
     r = rt.random_shared(ring(b), shape)
     e = deal_onehot(rt, n, b, (np.zeros(n, U64), r.reshape(-1)) if rt.is_dealer else None, 1)
-    s = rt.random_shared(BOOL, (1, n, len(layout)))
+    s = rt.random_bits((1, n, len(layout)))
     arith = deal_b2a(rt, s, n, layout, slots=1)
     if rt.is_dealer:
         return [Shared.phantom(ring(M), shape) for *_, M in tabs]
     delta = C._open(rt, x.reduce(b) - r).reshape(-1)
-    z = dot_bits(e, delta, tabs, b) ^ s.data[0].astype(np.uint8)
+    z = dot_bits(e, delta, tabs, b) ^ s[0]
     (zo,) = rt.exchange([(BOOL, z)])
     o = (z ^ zo.astype(np.uint8))[None]
     return b2a_outputs(rt, tabs, layout, o, np.zeros(n, dtype=U64), arith, shape)
