@@ -301,3 +301,23 @@ def test_dealt_sink_writes_in_order_and_raises_a_write_error():
         for _ in range(1000):
             bad.put(2, b"x" * 100)
         bad.finish()
+
+
+@pytest.mark.parametrize("mode", ["live", "dealt"])
+def test_random_bits_are_xor_shares_of_the_dealers_bits_and_cost_nothing(mode):
+    shape = (3, 1000)
+
+    def prog(rt):
+        with rt.scope("bits"):
+            bits = rt.random_bits(shape)
+            shared = rt.random_shared(ring(1), shape)  # the same streams, uint64 and reduced
+        assert bits.dtype == np.uint8 and bits.shape == shape and int(bits.max()) <= 1
+        return bits, shared if rt.is_dealer else shared.data
+
+    run = run_local(prog, mode=mode)
+    (b0, r0), (b1, r1), (b2, r2) = (run.results[p] for p in (0, 1, 2))
+    assert ((b1 ^ b2) == b0).all() and 0.45 < b0.mean() < 0.55
+    assert ((r1 ^ r2) == r0).all()
+    for p in (1, 2):
+        s = run.reports[p]["scopes"]["bits"]
+        assert s["online_sent"] == s["offline_recv"] == s["rounds"] == 0
