@@ -1,0 +1,51 @@
+"""Numba's on-disk cache made safe for processes that compile at the same time.
+
+``@njit(cache=True)`` keeps, per function, an index (signature -> data file) and data files
+numbered 1, 2, ... in the order one process saved them. Numba's ``save`` reads the index,
+picks the first unused number, writes the index, then the data, with no lock: the parties
+P0, P1 and P2 start together and, on a cold cache (a fresh clone, or vs_crypten's source
+snapshot), compile the same kernels for different argument types at once. Two of them can
+pick the same number; the index then maps one signature to the other's machine code and
+every later process fails with "can't unbox array from PyObject into native value" (seen
+in CI). ``lock_cache_saves`` wraps ``save`` in an exclusive ``flock`` on a lock file next
+to the index, so numbering and writing are atomic across processes (loads need no lock:
+data files are replaced atomically and a missing one is a cache miss).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+_done = False
+
+
+def lock_cache_saves() -> bool:
+    """Install the lock (idempotent). False where ``fcntl`` or the numba internals it
+    wraps are missing: caching then works as numba ships it."""
+    global _done
+    if _done:
+        return True
+    try:
+        import fcntl
+
+        from numba.core.caching import IndexDataCacheFile
+    except ImportError:  # pragma: no cover - non-POSIX hosts or another numba layout
+        return False
+    save = getattr(IndexDataCacheFile, "save", None)
+    if save is None:  # pragma: no cover
+        return False
+
+    def locked_save(self, key, data):
+        index = getattr(self, "_index_path", None)
+        with contextlib.ExitStack() as stack:
+            try:
+                if index:
+                    lock = stack.enter_context(open(index + ".lock", "a"))
+                    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            except OSError:  # pragma: no cover - read-only or odd cache dir: numba decides
+                pass
+            save(self, key, data)
+
+    IndexDataCacheFile.save = locked_save
+    _done = True
+    return True

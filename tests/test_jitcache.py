@@ -1,0 +1,56 @@
+"""Numba's on-disk cache under processes that compile at once (mpc.jitcache)."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "float64"]
+
+KERNELS = textwrap.dedent(
+    """
+    import numpy as np
+    from numba import njit
+
+    @njit(cache=True)
+    def total(a):
+        s = a[0] * 0
+        for x in a:
+            s += x * 3
+        return s
+    """
+)
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    if sys.argv[2] == "locked":
+        import mpc  # installs the lock
+    sys.path.insert(0, sys.argv[1])
+    import kernels
+    for name in sys.argv[3:]:
+        assert kernels.total(np.arange(1, 10, dtype=name)) == 135, name
+    """
+)
+
+
+def _workers(tmp_path, how: str, n: int = 6) -> list[int]:
+    procs = []
+    for w in range(n):
+        order = DTYPES[w % len(DTYPES) :] + DTYPES[: w % len(DTYPES)]
+        cmd = [sys.executable, "-c", WORKER, str(tmp_path), how, *order]
+        procs.append(subprocess.Popen(cmd, stderr=subprocess.PIPE))
+    return [p.wait(timeout=120) for p in procs]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("trial", range(3))
+def test_processes_compiling_at_once_leave_a_consistent_cache(tmp_path, trial):
+    """Without the lock about one cold start in four leaves signatures pointing at another
+    signature's code (every worker, then every later process, fails)."""
+    (tmp_path / "kernels.py").write_text(KERNELS)
+    assert _workers(tmp_path, "locked") == [0] * 6  # all compile on a cold cache at once
+    # every signature now loads from the cache; each must be its own machine code
+    assert _workers(tmp_path, "locked", 2) == [0, 0]
