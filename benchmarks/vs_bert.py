@@ -24,7 +24,6 @@ query's dealing time is the dealing time times its share of the dealt bytes.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 
 import numpy as np
@@ -32,14 +31,12 @@ import numpy as np
 from net.jobs import JOBS, Job
 
 
-@functools.lru_cache(maxsize=2)
 def config(shape: str, layers: int):
-    """The random model (read-only), drawn once per process: the dealing then times only
-    the dealing, as with a real model, whose public config P0 reads from config.json."""
-    from models.qmodel import preset
-    from models.qrandom import random_qbert
+    """The random model (read-only, drawn once per process: the dealing then times only the
+    dealing, as with a real model, whose public config P0 reads from config.json)."""
+    from models.qrandom import random_model
 
-    return random_qbert(preset(shape, layers=layers), seed=0)
+    return random_model(shape, 0, layers)
 
 
 def material_bytes(

@@ -18,7 +18,6 @@ holds every party's data) can, and ``qbert-mpc run`` does so after the run (``pl
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 
 import numpy as np
@@ -60,31 +59,25 @@ def _folder(args):
     return resolve(str(args.model))
 
 
-@functools.lru_cache(maxsize=2)
-def _random(shape: str, seed: int):
-    """The random model of ``shape`` (read-only), drawn once per process: prepare, program
-    id and program all ask for it (BERT-base: ~4 s of drawing each time otherwise)."""
-    from models.qmodel import preset
-    from models.qrandom import random_qbert
-
-    return random_qbert(preset(shape), seed=seed)
-
-
 def _config(args):
     """(public config, model folder or None) without the owner's parameters."""
+    from models.qrandom import random_model
     from models.saved import load_public_config
 
     folder = _folder(args)
     if folder is None:
-        return _random(args.random_config, int(args.seed)).config, None
+        return random_model(args.random_config, int(args.seed)).config, None
     return load_public_config(folder), folder
 
 
 def _params(args):
+    from models.qrandom import random_model
     from models.saved import load_params
 
     folder = _folder(args)
-    return _random(args.random_config, int(args.seed)) if folder is None else load_params(folder)
+    if folder is None:
+        return random_model(args.random_config, int(args.seed))
+    return load_params(folder)
 
 
 def _seq_len(args, cfg) -> int:

@@ -16,12 +16,21 @@ bits when LayerNorm's ring would exceed 64 bits (a real converter faces the same
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import replace
 
 import numpy as np
 
-from models.qmodel import HeadFormat, LayerFormat, QBertConfig, QBertParams, ln_need, with_rings
+from models.qmodel import (
+    HeadFormat,
+    LayerFormat,
+    QBertConfig,
+    QBertParams,
+    ln_need,
+    preset,
+    with_rings,
+)
 from protocols import activations as A
 from protocols import layernorm as LN
 
@@ -129,3 +138,12 @@ def random_input(config: QBertConfig, seq_len: int | None = None, seed: int = 0,
     x = np.clip(np.rint(rng.normal(0, RMS8, (L, config.hidden))), -127, 127).astype(np.int8)
     mask = (np.arange(L) < valid).astype(np.int64)
     return x, mask
+
+
+@functools.lru_cache(maxsize=2)
+def random_model(shape: str, seed: int = 0, layers: int | None = None) -> QBertParams:
+    """``random_qbert`` of the named preset (``layers`` overrides its depth), drawn once per
+    process and shared: treat it as read-only. Prepare, program id and program all ask for
+    the model, and drawing BERT-base's ~100 M weights takes ~4 s each time."""
+    kw = {} if layers is None else {"layers": layers}
+    return random_qbert(preset(shape, **kw), seed=seed)

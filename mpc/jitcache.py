@@ -14,8 +14,6 @@ data files are replaced atomically and a missing one is a cache miss).
 
 from __future__ import annotations
 
-import contextlib
-
 _done = False
 
 
@@ -36,15 +34,13 @@ def lock_cache_saves() -> bool:
         return False
 
     def locked_save(self, key, data):
-        index = getattr(self, "_index_path", None)
-        with contextlib.ExitStack() as stack:
-            try:
-                if index:
-                    lock = stack.enter_context(open(index + ".lock", "a"))
-                    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-            except OSError:  # pragma: no cover - read-only or odd cache dir: numba decides
-                pass
-            save(self, key, data)
+        try:
+            lock = open(self._index_path + ".lock", "a")
+        except (AttributeError, OSError):  # pragma: no cover - odd cache dir: numba decides
+            return save(self, key, data)
+        with lock:  # the flock is released when the file closes
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return save(self, key, data)
 
     IndexDataCacheFile.save = locked_save
     _done = True

@@ -42,7 +42,9 @@ def _workers(tmp_path, how: str, n: int = 6) -> list[int]:
         order = DTYPES[w % len(DTYPES) :] + DTYPES[: w % len(DTYPES)]
         cmd = [sys.executable, "-c", WORKER, str(tmp_path), how, *order]
         procs.append(subprocess.Popen(cmd, stderr=subprocess.PIPE))
-    return [p.wait(timeout=120) for p in procs]
+    for p in procs:
+        p.communicate(timeout=120)  # drains stderr: a long traceback cannot block a child
+    return [p.returncode for p in procs]
 
 
 @pytest.mark.timeout(300)
