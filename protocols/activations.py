@@ -74,14 +74,13 @@ GELU_OUT = Fixed(3, 8)  # GELU output: int8 in units of 1/8, clamped to [-16, 16
 def carry_digits_for(c: int, limit: int = L.MULTI_INDEX_BITS) -> int | None:
     """Carry plan for an exact requant of shift c over many elements: one digit (2 rounds)
     if c <= 8 (``convert``'s default), else the digit count k (3 rounds) with the fewest
-    dealt table ENTRIES sum_i 2^w_i + 4^k, which is what P1/P2 materialize online (the
-    default plan minimizes bits; entries differ by up to 2x for c ~ 40, bits by < 5%)."""
+    dealt bits (``convert.carry_bits``)."""
     if c <= 8:
         return None
     ks = [k for k in range(2, 7) if -(-c // k) <= limit and 2 * k <= limit and k <= c]
     if not ks:
         raise ValueError(f"cannot split a {c}-bit carry into tables of <= 2^{limit}")
-    return min(ks, key=lambda k: sum(1 << w for w in C._digits(c, k)) + 4**k)
+    return min(ks, key=lambda k: C.carry_bits(c, k))
 
 
 def _ring_share(x, what: str) -> Ring:
@@ -200,8 +199,10 @@ def reference_reciprocal(
     return C.reference_requant(s, B, c, tabs, exact=True)
 
 
-def cost_reciprocal(shape, B: int, c: int, out_bits: int, *, taylor=False, carry_digits=None):
-    tabs = [(out_bits, out_bits)] * (2 if taylor else 1)
+def cost_reciprocal(
+    shape, B: int, c: int, K: float, out_bits: int, *, taylor=False, carry_digits=None, h_min=1
+):
+    tabs = [(t, d, out_bits) for t, d in _recip_tables(B, c, K, out_bits, taylor, h_min)]
     return O.cost_requant(shape, B, c, tabs, carry_digits=carry_digits)
 
 
@@ -233,8 +234,9 @@ def reference_rsqrt(v, B: int, c: int, K: float, out_bits: int) -> np.ndarray:
     return C.reference_requant(v, B, c, [(t, ring(out_bits))], exact=True)[0]
 
 
-def cost_rsqrt(shape, B: int, c: int, out_bits: int, *, carry_digits=None) -> Cost:
-    return O.cost_requant(shape, B, c, [(out_bits, out_bits)], carry_digits=carry_digits)
+def cost_rsqrt(shape, B: int, c: int, K: float, out_bits: int, *, carry_digits=None) -> Cost:
+    t = _fits(rsqrt_table(B - c, c, K, (1 << out_bits) - 1), out_bits)
+    return O.cost_requant(shape, B, c, [(t, out_bits, out_bits)], carry_digits=carry_digits)
 
 
 # -- GELU -------------------------------------------------------------------------------

@@ -17,11 +17,13 @@ open delta = acc - r (B bits per party, 1 round). Write r = r_h 2^c + r_l.
   bits offline). Carry shares come from one of:
   - one digit (c <= 12): a dealt XOR table K[j] = [j + r_l >= 2^c] xor u, gathered at
     delta_l (2^c bits offline). 2 rounds, B + 1 bits per party online.
-  - k >= 2 digits of w_i <= 12 bits: per digit a dealt Z_4 table of the masked carry state
-    z_i = state(delta_i + r_i) + rho_i (kill 0 / propagate 1 / generate 2, rho_i uniform),
-    gathered at delta_i and opened (2k bits); the carry is then a dealt XOR table over the
-    public z (4^k entries, rotated by rho, xor u). 3 rounds, B + 2k + 1 bits online,
-    offline sum_i 2^(w_i+1) + 4^k bits. Every table index stays <= 12 bits.
+  - k >= 2 digits of w_i <= 12 bits: per digit an XOR-shared one-hot at the propagate
+    position p_i = 2^w_i - 1 - r_i; at the public digit delta_i its prefix parity is
+    ge_i = [delta_i >= p_i] (generate or propagate) and its bit is eq_i = [delta_i = p_i]
+    (propagate); ge_i, eq_i xor rho (seed bits) are opened (2k bits) and the carry is a
+    dealt XOR table over the opened codes (4^k entries, permuted by rho, xor u). 3 rounds,
+    B + 2k + 1 bits online, offline sum_i 2^w_i (whole words) + 4^k bits (half of Z_4 state
+    tables). Every table index stays <= 12 bits.
 
 ``extend`` (Z_2^k -> Z_2^B): wrap-bit method, not an identity LUT: same online cost (k bits,
 1 round) but 2^k (B-k) instead of 2^k B offline bits. With R in Z_2^B from the seeds
@@ -52,6 +54,7 @@ from protocols.lut import (
     gather,
     rotate,
 )
+from protocols.onehotvec import WORD, deal_onehot, step_bits
 from protocols.steps import run
 
 U64 = np.uint64
@@ -74,6 +77,12 @@ def _digits(c: int, k: int) -> list[int]:
     return [c // k + (i < c % k) for i in range(k)]
 
 
+def carry_bits(c: int, k: int) -> int:
+    """Dealt bits per element of a k-digit carry of c bits (k >= 2): a one-hot of whole
+    64-bit words per digit and the 4^k carry table."""
+    return sum(64 * -(-(1 << w) // 64) for w in _digits(c, k)) + 4**k
+
+
 def carry_plan(c: int, carry_digits=None, max_index_bits=MULTI_INDEX_BITS) -> list[int]:
     """Digit widths (low to high) used to resolve the carry of the low c bits. Default:
     one digit if c <= 8, else the k in 2..6 with the fewest offline bits."""
@@ -84,7 +93,7 @@ def carry_plan(c: int, carry_digits=None, max_index_bits=MULTI_INDEX_BITS) -> li
         ks = [k for k in range(2, 7) if -(-c // k) <= lim and 2 * k <= lim and k <= c]
         if not ks:
             raise ValueError(f"cannot split a {c}-bit carry into tables of <= 2^{lim}")
-        return _digits(c, min(ks, key=lambda k: sum(2 << w for w in _digits(c, k)) + 4**k))
+        return _digits(c, min(ks, key=lambda k: carry_bits(c, k)))
     k = int(carry_digits)
     if not 1 <= k <= c or -(-c // k) > lim or (k > 1 and 2 * k > lim):
         raise ValueError(f"{k} carry digits for c={c} need tables beyond 2^{lim} entries")
@@ -147,7 +156,7 @@ def requant(
 
     priv = PRG(fresh_seed(), "p0-private") if rt.is_dealer else None
     u = priv.bits((n,)) if priv else None
-    ckey = deal_carry(rt, rf, c, plan, u, priv, n)
+    ckey = deal_carry(rt, rf, c, plan, u, n)
     utabs = [
         deal_tables(
             rt,
@@ -174,44 +183,44 @@ def requant(
 
 
 # -- carry of the low c bits (shared by the exact requants) ---------------------------------
-def deal_carry(rt, rf, c: int, plan: list[int], u, priv, n: int):
-    """Deal the tables giving XOR shares of k xor u, k = [delta_l + r_l >= 2^c], for n
+def deal_carry(rt, rf, c: int, plan: list[int], u, n: int):
+    """Deal the material giving XOR shares of k xor u, k = [delta_l + r_l >= 2^c], for n
     elements with flat masks ``rf`` and dealer bits ``u`` (P0's, None elsewhere): one XOR
-    table over delta_l (one digit) or per-digit Z_4 state tables and a 4^k carry table.
+    table over delta_l (one digit), or per digit a one-hot at p_i = 2^w - 1 - r_i (the
+    propagate position) with mask bits rho (seeds, 2 per digit) and a 4^k carry table.
     P0 computes each table's packed correction in one kernel pass (``deal_fused``)."""
-    if not rt.is_dealer:
-        if len(plan) == 1:
-            return plan, deal_tables(rt, BOOL, n, 1 << c, None, lazy=True), None
-        stabs = [deal_tables(rt, ring(2), n, 1 << w, None, lazy=True) for w in plan]
-        return plan, stabs, deal_tables(rt, BOOL, n, 4 ** len(plan), None, lazy=True)
-    rf, u = np.ascontiguousarray(rf, dtype=U64), np.ascontiguousarray(u, dtype=U64)
-    if len(plan) == 1:
+    k = len(plan)
+    if rt.is_dealer:
+        rf, u = np.ascontiguousarray(rf, dtype=U64), np.ascontiguousarray(u, dtype=U64)
+    if k == 1:
+        if not rt.is_dealer:
+            return plan, deal_tables(rt, BOOL, n, 1 << c, None, lazy=True), None, None
         deal_fused(
             rt, BOOL, n, 1 << c, lambda lo, hi, p1, out: _step_corr(rf[lo:hi], c, u[lo:hi], p1, out)
         )
-        return plan, None, None
+        return None
+    rho = rt.random_bits((n, 2 * k))
     offs = np.cumsum([0] + plan[:-1]).tolist()
-    rho = np.ascontiguousarray(priv.ring(ring(2), (n, len(plan))), dtype=U64)
-    for i, (w, o) in enumerate(zip(plan, offs, strict=True)):
-        deal_fused(
-            rt,
-            ring(2),
-            n,
-            1 << w,
-            lambda lo, hi, p1, out, w=w, o=o, i=i: _state_corr(
-                rf[lo:hi], o, w, rho[lo:hi, i].copy(), p1, out
-            ),
-        )
-    k = len(plan)
-    allc = _all_carry_tables(k)
+    hots = []
+    for w, o in zip(plan, offs, strict=True):
+        m = U64((1 << w) - 1)
+        pos = (np.zeros(n, U64), m - ((rf >> U64(o)) & m)) if rt.is_dealer else None
+        hots.append(deal_onehot(rt, n, w, pos, halves=1))
+    if not rt.is_dealer:
+        return plan, hots, rho, deal_tables(rt, BOOL, n, 4**k, None, lazy=True)
+    rflat = np.zeros(n, dtype=np.int64)
+    for d in range(k):  # digit 0 (lowest) in the top bits, as in carry_steps' index
+        code = 2 * rho[:, 2 * d].astype(np.int64) + rho[:, 2 * d + 1]
+        rflat |= code << (2 * (k - 1 - d))
+    base = _carry_table(k)
     deal_fused(
         rt,
         BOOL,
         n,
         4**k,
-        lambda lo, hi, p1, out: _carry_corr(allc, rho[lo:hi], k, u[lo:hi], p1, out),
+        lambda lo, hi, p1, out: _carry_corr(base, rflat[lo:hi], u[lo:hi], p1, out),
     )
-    return plan, None, None
+    return None
 
 
 def carry_share(rt, key, dl: np.ndarray) -> np.ndarray:
@@ -221,29 +230,32 @@ def carry_share(rt, key, dl: np.ndarray) -> np.ndarray:
 
 
 def carry_steps(key, dl: np.ndarray):
-    """Step form of ``carry_share`` (``protocols.steps``)."""
-    plan, tabs, ctab = key
+    """Step form of ``carry_share`` (``protocols.steps``). Several digits: per digit i the
+    shares of ge_i = [d_i >= p_i] (prefix parity of the one-hot) and eq_i = [d_i = p_i]
+    (its bit at d_i) xor rho are opened (2 bits per digit); the carry table is read at
+    the opened codes 2 ge + eq (kill 0, generate 2, propagate 3)."""
+    plan, tabs, rho, ctab = key
     if ctab is None:
         return gather(tabs, dl)
     offs = np.cumsum([0] + plan[:-1]).tolist()
-    zsh = np.stack(
-        [
-            gather(s, (dl >> U64(o)) & U64((1 << w) - 1))
-            for s, w, o in zip(tabs, plan, offs, strict=True)
-        ],
-        axis=1,
+    zsh = rho.copy()
+    for d, (e, w, o) in enumerate(zip(tabs, plan, offs, strict=True)):
+        step_bits(e, (dl >> U64(o)) & U64((1 << w) - 1), zsh, 2 * d)
+    (zo,) = yield [(BOOL, zsh)]
+    z = (zsh ^ zo).astype(U64)
+    k = len(plan)
+    return gather(
+        ctab, flat_index([(z[:, 2 * d] << U64(1)) | z[:, 2 * d + 1] for d in range(k)], [2] * k)
     )
-    (zo,) = yield [(ring(2), zsh)]
-    z = (zsh + zo) & U64(3)
-    return gather(ctab, flat_index([z[:, i] for i in range(len(plan))], [2] * len(plan)))
 
 
 def cost_carry(n: int, c: int, plan: list[int]) -> Cost:
     """Carry stage alone: offline tables; online the digit states (several digits)."""
     if len(plan) == 1:
         return Cost((0, 0), (0, msg(BOOL, n << c)), 0)
-    on = msg(ring(2), n * len(plan))
-    off = sum(msg(ring(2), n << w) for w in plan) + msg(BOOL, n * 4 ** len(plan))
+    k = len(plan)
+    on = msg(BOOL, 2 * n * k)
+    off = sum(msg(WORD, n * -(-(1 << w) // 64)) for w in plan) + msg(BOOL, n * 4**k)
     return Cost((on, on), (0, off), 1)
 
 
@@ -286,60 +298,29 @@ def _step_corr(rf, c, u, p1, out):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _state_corr(rf, o, w, rho, p1, out):  # pragma: no cover - numba
-    """Packed 2-bit (state(d + r_i) + rho_i - p1[i, d]) mod 4, r_i digit (o, w) of the mask
-    and state(s) = 2 generate (s > 2^w - 1), 1 propagate (s = 2^w - 1), 0 kill: the state
-    table minus P1's words, in ``pack``'s layout (entry f at bits 2 (f mod 4) of byte f/4)."""
+def _carry_corr(base, rflat, u, p1, out):  # pragma: no cover - numba
+    """Packed bits base[z xor rflat_i] xor u_i xor p1[i, z]: row i's carry table (the
+    public codes z unmasked by rho_i) minus P1's words."""
     W = p1.shape[1]
     vals = np.empty(W, dtype=np.uint8)
-    for i in range(rf.size):
-        p = W - 1 - np.int64((rf[i] >> np.uint64(o)) & np.uint64(W - 1))  # propagate at d = p
-        r = np.uint8(rho[i])
-        for d in range(W):
-            st = np.uint8(2) * np.uint8(d > p) + np.uint8(d == p)
-            vals[d] = (st + r - p1[i, d]) & np.uint8(3)
-        _pack_row(vals, 2, out, i * W)
-
-
-@njit(cache=True, nogil=True)
-def _carry_corr(allc, rho, k, u, p1, out):  # pragma: no cover - numba
-    """Packed bits (carry table of row i) xor u_i xor p1[i, z]: the carry out of the top
-    digit for every public z (z_0 most significant), digit states (z_d - rho_id) mod 4 (3
-    never occurs; read as kill), i.e. row rho_i of ``_all_carry_tables``, minus P1's words."""
-    W = p1.shape[1]
-    vals = np.empty(W, dtype=np.uint8)
-    for i in range(rho.shape[0]):
-        flat = 0
-        for d in range(k):
-            flat = (flat << 2) | np.int64(rho[i, d])
+    for i in range(rflat.shape[0]):
         ui = np.uint8(u[i])
         for z in range(W):
-            vals[z] = (allc[flat, z] ^ ui ^ p1[i, z]) & np.uint8(1)
+            vals[z] = (base[z ^ rflat[i]] ^ ui ^ p1[i, z]) & np.uint8(1)
         _pack_row(vals, 1, out, i * W)
 
 
 @lru_cache(maxsize=8)
-def _all_carry_tables(k: int) -> np.ndarray:
-    """(4^k, 4^k) uint8: row rho (digits z_0.. most significant first) is the carry out of
-    the top digit for every public z, with digit states (z_d - rho_d) mod 4."""
-    out = np.empty((4**k, 4**k), dtype=np.uint8)
-    rho = (np.arange(4**k)[:, None] >> (2 * np.arange(k - 1, -1, -1))) & 3
-    _carry_kernel(rho.astype(np.int64), k, out)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _carry_kernel(rho, k, out):  # pragma: no cover - numba
-    for i in range(rho.shape[0]):
-        for z in range(out.shape[1]):
-            c = 0
-            for d in range(k):
-                st = (((z >> (2 * (k - 1 - d))) & 3) - rho[i, d]) & 3
-                if st == 2:
-                    c = 1
-                elif st != 1:
-                    c = 0
-            out[i, z] = c
+def _carry_table(k: int) -> np.ndarray:
+    """(4^k,) uint8: the carry out of the top digit for digit codes z (digit 0, the
+    lowest, in the top two bits): code 2 generates, 3 propagates, 0 (and the unused 1)
+    kills."""
+    z = np.arange(4**k)
+    c = np.zeros(4**k, dtype=np.uint8)
+    for d in range(k):
+        code = (z >> (2 * (k - 1 - d))) & 3
+        c = np.where(code == 2, 1, np.where(code == 3, c, 0)).astype(np.uint8)
+    return c
 
 
 def _two_column(t: np.ndarray, rh: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -233,7 +233,7 @@ def cost_layernorm(shape, k: int, fmt=LayerNormFormat(), out_ring: int | None = 
     shape = tuple(shape)
     p = plan(shape[-1], k, fmt)
     rows = shape[:-1] + (1,)
-    side = A.cost_rsqrt(rows, p.Vt, p.cv, k - p.a, carry_digits=p.cv_digits)
+    side = A.cost_rsqrt(rows, p.Vt, p.cv, p.K, k - p.a, carry_digits=p.cv_digits)
     if p.a:
         side = side | T.cost_trunc(shape, k, p.a, carry_digits=A.carry_digits_for(p.a))
     return (

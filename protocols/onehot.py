@@ -21,11 +21,19 @@ acc over Z_2^B, mask r = r_h 2^c + r_l from the seeds (free), dealer bit u.
            (-2^(m-1) for a sign bit). Rounds: 2 (one carry digit) or 3.
 Both candidates are opened so the bit-to-arithmetic step needs no extra round; the
 dealer's arithmetic bits are dealt for both slots (the selected one is used).
+
+Difference form (chosen per call when it deals fewer bits: tables whose steps
+DT[j] = T[j + 1] - T[j] take few distinct values, e.g. clamps {1, wrap}, GELU {-1, 1, 2,
+wrap}): y = T[a + k] = T[a] + k DT[a], a = d_h + r_h, with ONE one-hot e at r_h (2^hb
+bits) and DT[a] = sum_v v [DT[a] = v] (indicator planes d_v). Same rounds: the last one
+opens t = k xor u, T[a] xor s and d_v xor beta_v; then k d_v = (t xor u)(D_v xor beta_v)
+is linear in dealt <u>, <beta_v>, <u beta_v> with public coefficients (t, D_v). Online
+1 + sum m + P bits (P planes) instead of 1 + 2 sum m; offline 2^hb + sum_j (M - j) +
+sum_v 2 (M - tz(v)) + M per table instead of 2^(hb+1) + 2 sum_j (M - j). Opened bits are
+one-time padded by fresh dealer bits, so the view is uniform in both forms.
 """
 
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 from numba import njit
@@ -36,11 +44,10 @@ from mpc.ring import BOOL, DomainMismatch, Ring, ring
 from mpc.shares import Shared
 from protocols import convert as C
 from protocols.lut import MULTI_INDEX_BITS
+from protocols.onehotvec import WORD, deal_onehot, parity
 from protocols.steps import run
 
 U64 = np.uint64
-WORD = ring(64)  # one-hot words travel as whole uint64 words (XOR shares)
-_ROWS = 1 << 15  # elements dealt / computed per chunk
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -100,17 +107,6 @@ def table_planes(tabs, hb: int) -> np.ndarray:
 
 # -- kernel ---------------------------------------------------------------------------------
 @njit(cache=True, nogil=True)
-def _parity(x):  # pragma: no cover - numba
-    x ^= x >> np.uint64(32)
-    x ^= x >> np.uint64(16)
-    x ^= x >> np.uint64(8)
-    x ^= x >> np.uint64(4)
-    x ^= x >> np.uint64(2)
-    x ^= x >> np.uint64(1)
-    return np.uint8(x & np.uint64(1))
-
-
-@njit(cache=True, nogil=True)
 def _rot_dot_kernel(e, sh, planes, N, out):  # pragma: no cover - numba
     """out[i, k] = parity(R_i & planes[k]) with R_i = xor_v rot_{-sh[i, v]}(e[i, v]), the
     one-hot share rotated so that R_i[j] = xor_v e[i, v, (j - sh[i, v]) mod N]: then
@@ -145,7 +141,7 @@ def _rot_dot_kernel(e, sh, planes, N, out):  # pragma: no cover - numba
             acc = np.uint64(0)
             for w in range(Wh):
                 acc ^= R[w] & planes[k, w]
-            out[i, k] = _parity(acc)
+            out[i, k] = parity(acc)
 
 
 def dot_bits(e: np.ndarray, sh: np.ndarray, tabs, hb: int) -> np.ndarray:
@@ -165,35 +161,6 @@ def slot_bits(e: np.ndarray, dh: np.ndarray, tabs, hb: int) -> np.ndarray:
 
 
 # -- dealing --------------------------------------------------------------------------------
-def deal_onehot(rt, n: int, hb: int, pos=None, halves: int = 2) -> np.ndarray | None:
-    """XOR shares of n one-hot vectors over halves x 2^hb positions, as (n, halves, Wh)
-    uint64 words: P1's from its seed, P2's the correction (whole words). P0 passes
-    ``pos`` = (v, j)."""
-    Wh = -(-(1 << hb) // 64)
-    shape = (n, halves, Wh)
-    if rt.is_dealer:
-        v, j = pos
-        for lo in range(0, n, _ROWS):
-            hi = min(n, lo + _ROWS)
-            # P2's words = P1's words with the one bit flipped, drawn straight into the
-            # payload buffer (fresh: the sink may still hold the previous one)
-            nbytes = (hi - lo) * halves * Wh * 8
-            e = rt.prg(1).fill(np.empty(nbytes + 16, np.uint8), nbytes).view(U64)
-            e = e.reshape(hi - lo, halves, Wh)
-            rows = np.arange(hi - lo)
-            e[rows, v[lo:hi].astype(np.intp), (j[lo:hi] >> U64(6)).astype(np.intp)] ^= U64(1) << (
-                j[lo:hi] & U64(63)
-            )
-            if sys.byteorder == "little":  # the packed 64-bit words are the buffer itself
-                rt.deal_raw(2, e.reshape(-1).view(np.uint8))
-            else:  # pragma: no cover - big-endian hosts
-                rt.deal(2, WORD, e)
-        return None
-    if rt.rank == 1:
-        return WORD.random(rt.prg(0), shape)
-    return rt.take(WORD, shape)
-
-
 def _width_groups(layout):
     """{ring width: [bit columns]} of the arithmetic mask bits."""
     groups: dict[int, list[int]] = {}
@@ -238,8 +205,9 @@ def _b2a_kernel(o, t, sh, cols, tab, pos, neg, public, accs):  # pragma: no cove
             accs[i, tab[c]] += v
 
 
-def b2a_outputs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict, shape):
-    """Arithmetic shares of the selected slot: o (slots, n, K) public bits, t (n,) public slot."""
+def _b2a_accs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict) -> np.ndarray:
+    """(n, tables) arithmetic share words of the selected slot's bits: o (slots, n, K)
+    public bits, t (n,) public slot."""
     n = t.size
     t = t.astype(np.int64)
     # one element's outputs side by side, in the narrowest word holding every ring (sums
@@ -253,10 +221,119 @@ def b2a_outputs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict, sha
             np.bool_,
         )
         _b2a_kernel(o, t, sh, np.asarray(cols, np.int64), tab, pos, neg, rt.rank == 1, accs)
+    return accs
+
+
+def _shares_of(tabs, accs: np.ndarray, shape, rank: int) -> list[Shared]:
     return [
-        Shared(ring(M), np.ascontiguousarray(from_words(ring(M), a)).reshape(shape), rt.rank)
+        Shared(ring(M), np.ascontiguousarray(from_words(ring(M), a)).reshape(shape), rank)
         for a, (_, _, _, M) in zip(accs.T, tabs, strict=True)
     ]
+
+
+def b2a_outputs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict, shape):
+    """Arithmetic shares of the selected slot: o (slots, n, K) public bits, t (n,) public slot."""
+    return _shares_of(tabs, _b2a_accs(rt, tabs, layout, o, t, arith), shape, rt.rank)
+
+
+# -- difference form: one candidate plus k * (T[a + 1] - T[a]) --------------------------------
+def _tz(v: int) -> int:
+    return (v & -v).bit_length() - 1
+
+
+def diff_planes(tabs, hb: int) -> list[tuple[int, int, np.ndarray]]:
+    """[(table, v, indicator)]: DT[j] = T[j + 1 mod 2^hb] - T[j] mod 2^M as
+    sum_v v [DT[j] = v] over its distinct nonzero values v (table order, then v)."""
+    out = []
+    for i, (t, _, _, M) in enumerate(tabs):
+        d = (np.roll(t, -1) - t).view(U64) & U64((1 << M) - 1 if M < 64 else 2**64 - 1)
+        out += [(i, int(v), (d == v).astype(np.int64)) for v in np.unique(d) if v]
+    return out
+
+
+def diff_layout(tabs, planes) -> list[tuple[int, int, int]]:
+    """Arithmetic columns of the difference form, as (kind, plane or table, ring width):
+    per plane p of value v in table i, <beta_p> and <u beta_p> over Z_2^(M_i - tz(v)) (kinds
+    0, 1); per table with planes, <u> over Z_2^(M_i) (kind 2)."""
+    cols = []
+    for p, (i, v, _) in enumerate(planes):
+        w = tabs[i][3] - _tz(v)
+        cols += [(0, p, w), (1, p, w)]
+    return cols + [(2, i, tabs[i][3]) for i in sorted({i for i, _, _ in planes})]
+
+
+def _use_diff(tabs, hb: int, planes) -> bool:
+    """The difference form when its dealt bits per element are no more than the pair's:
+    2^hb + sum (M - j) + diff columns against 2 (2^hb + sum (M - j))."""
+    onehot = 64 * -(-(1 << hb) // 64)
+    value = sum(w for *_, w in _bit_layout(tabs))
+    return sum(w for *_, w in diff_layout(tabs, planes)) <= onehot + value
+
+
+def _diff_bits(u: np.ndarray, beta: np.ndarray, dlayout) -> np.ndarray:
+    """P0: (1, n, columns) bits of the difference form's arithmetic columns."""
+    cols = [beta[:, j] if k == 0 else u & beta[:, j] if k == 1 else u for k, j, _ in dlayout]
+    return np.stack(cols, axis=1)[None] if cols else np.zeros((1, u.size, 0), np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def _diff_kernel(t, D, sh, kind, idx, ptab, coef, accs):  # pragma: no cover - numba
+    """accs[i, table] += v_p arith(k_i d_ip) with k = t xor u, d_p = D_p xor beta_p, from
+    the shares sh[0, i, c] of column c (``diff_layout``): t (1 - 2 D) <beta> (kind 0),
+    (1 - 2 t)(1 - 2 D) <u beta> (kind 1), (1 - 2 t) D <u> summed over a table's planes
+    (kind 2); the public t D v is added by ``_diff_public``."""
+    n, P = t.shape[0], coef.shape[0]
+    for i in range(n):
+        ti = t[i]
+        for c in range(kind.shape[0]):
+            x = np.uint64(sh[0, i, c])
+            if kind[c] == 2:
+                s = np.uint64(0)
+                for p in range(P):
+                    if ptab[p] == idx[c] and D[i, p]:
+                        s += coef[p]
+                v = x * s
+                tab = idx[c]
+                if ti:
+                    v = -v
+            else:
+                p = idx[c]
+                tab = ptab[p]
+                v = x * coef[p]
+                if kind[c] == 0:
+                    if not ti:
+                        continue
+                    if D[i, p]:
+                        v = -v
+                elif ti ^ D[i, p]:
+                    v = -v
+            accs[i, tab] += v
+
+
+@njit(cache=True, nogil=True)
+def _diff_public(t, D, ptab, coef, accs):  # pragma: no cover - numba
+    for i in range(t.shape[0]):
+        if t[i]:
+            for p in range(coef.shape[0]):
+                if D[i, p]:
+                    accs[i, ptab[p]] += coef[p]
+
+
+def diff_outputs(rt, tabs, layout, planes, dlayout, o, D, t, arith, darith, shape):
+    """Shares of T[a] + k DT[a]: o (n, K) the opened bits of T[a], D (n, planes) of the
+    indicators, t (n,) = k xor u."""
+    n = t.size
+    accs = _b2a_accs(rt, tabs, layout, np.ascontiguousarray(o)[None], np.zeros(n, U64), arith)
+    t, D = t.astype(np.uint8), np.ascontiguousarray(D)
+    ptab = np.array([i for i, _, _ in planes], dtype=np.int64)
+    coef = np.array([v for _, v, _ in planes], dtype=U64)
+    for cols, sh in darith.values():
+        kind = np.array([dlayout[c][0] for c in cols], dtype=np.int64)
+        idx = np.array([dlayout[c][1] for c in cols], dtype=np.int64)
+        _diff_kernel(t, D, sh, kind, idx, ptab, coef, accs)
+    if rt.rank == 1 and planes:
+        _diff_public(t, D, ptab, coef, accs)
+    return _shares_of(tabs, accs, shape, rt.rank)
 
 
 MAX_HB = 12  # one-hot of 2^13 bits (1 KiB) per element at most
@@ -295,16 +372,24 @@ def requant_steps(
     hb, shape, n = B - c, acc.shape, acc.size
     tabs = _check_tables(tables, hb)
     layout = _bit_layout(tabs)
-    K = len(layout)
+    planes = diff_planes(tabs, hb)
+    diff = _use_diff(tabs, hb, planes)
+    K, Kd = len(layout), len(planes) if diff else 0
     plan = C.carry_plan(c, carry_digits, max_index_bits)
     r = rt.random_shared(ring(B), shape)
     rf = r.reshape(-1) if rt.is_dealer else None
     priv = PRG(fresh_seed(), "p0-private") if rt.is_dealer else None
     u = priv.bits((n,)) if priv else None
-    ckey = C.deal_carry(rt, rf, c, plan, u, priv, n)
-    e = deal_onehot(rt, n, hb, (u, rf >> U64(c)) if rt.is_dealer else None)
-    s = rt.random_bits((2, n, K))
-    arith = deal_b2a(rt, s, n, layout)
+    ckey = C.deal_carry(rt, rf, c, plan, u, n)
+    if rt.is_dealer:
+        pos = (np.zeros(n, U64), rf >> U64(c)) if diff else (u, rf >> U64(c))
+    e = deal_onehot(rt, n, hb, pos if rt.is_dealer else None, 1 if diff else 2)
+    s = rt.random_bits((1, n, K + Kd) if diff else (2, n, K))
+    arith = deal_b2a(rt, s[:, :, :K], n, layout, slots=s.shape[0])
+    if diff:
+        dlayout = diff_layout(tabs, planes)
+        bits = _diff_bits(u.astype(np.uint8), s[0, :, K:], dlayout) if rt.is_dealer else None
+        darith = deal_b2a(rt, bits, n, dlayout, slots=1)
     if rt.is_dealer:
         return [Shared.phantom(ring(M), shape) for *_, M in tabs]
 
@@ -313,11 +398,18 @@ def requant_steps(
     delta = mine.dom.add(mine.data, do).reshape(-1)
     dh, dl = delta >> U64(c), delta & U64((1 << c) - 1)
     tsh = yield from C.carry_steps(ckey, dl)
-    y = slot_bits(e, dh, tabs, hb)
-    z = y ^ s
+    if diff:  # T[a] and the indicators of DT[a], a = dh + r_h: one rotation of one vector
+        pts = tabs + [(ind, 1, False, 64) for _, _, ind in planes]
+        z = dot_bits(e, dh, pts, hb) ^ s[0]
+    else:
+        z = slot_bits(e, dh, tabs, hb) ^ s
     to, zo = yield [(BOOL, tsh), (BOOL, z)]
     t = tsh ^ to
     o = z ^ zo.astype(np.uint8)
+    if diff:
+        return diff_outputs(
+            rt, tabs, layout, planes, dlayout, *np.hsplit(o, [K]), t, arith, darith, shape
+        )
     return b2a_outputs(rt, tabs, layout, o, t, arith, shape)
 
 
@@ -341,17 +433,23 @@ def _specs(tables) -> list[tuple[int, int]]:
 def cost_requant(
     shape, B: int, c: int, tables, *, carry_digits=None, max_index_bits=MULTI_INDEX_BITS
 ) -> Cost:
-    """Online B + (2 per digit if several) + 1 + 2 sum m bits per party; offline carry
-    tables + 2^(hb+1) bits (whole words) + 2 sum_j (M - j) bits; 2 or 3 rounds. ``tables``
-    items are (T or its width m, M[, m])."""
+    """Online B + (2 per digit if several) + 1 + (2 sum m, or sum m + P in the difference
+    form with P planes) bits per party; offline carry tables + 2^(hb+1) bits (2^hb in the
+    difference form; whole words) + the arithmetic columns; 2 or 3 rounds. ``tables`` as
+    for ``requant`` (the form depends on the entries)."""
     n, hb = int(np.prod(shape, dtype=np.int64)), B - c
+    tabs = _check_tables(tables, hb)
+    layout = _bit_layout(tabs)
+    planes = diff_planes(tabs, hb)
+    diff = _use_diff(tabs, hb, planes)
     plan = C.carry_plan(c, carry_digits, max_index_bits)
-    layout = [(0, j, M - j) for M, m in _specs(tables) for j in range(m)]
-    K = len(layout)
+    slots, K = (1, len(layout) + len(planes)) if diff else (2, 2 * len(layout))
     cc = C.cost_carry(n, c, plan)
-    on = msg(ring(B), n) + cc.online[0] + msg(BOOL, n) + msg(BOOL, 2 * n * K)
-    off = cc.offline[1] + msg(WORD, n * 2 * -(-(1 << hb) // 64))
-    off += sum(msg(ring(w), 2 * n * len(cols)) for w, cols in _width_groups(layout).items())
+    on = msg(ring(B), n) + cc.online[0] + msg(BOOL, n) + msg(BOOL, n * K)
+    off = cc.offline[1] + msg(WORD, n * slots * -(-(1 << hb) // 64))
+    cols = [(layout, slots)] + ([(diff_layout(tabs, planes), 1)] if diff else [])
+    for lay, sl in cols:
+        off += sum(msg(ring(w), sl * n * len(g)) for w, g in _width_groups(lay).items())
     return Cost((on, on), (0, off), 2 + cc.rounds)
 
 

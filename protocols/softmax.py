@@ -345,7 +345,9 @@ def cost_softmax(
     return (
         top
         + A.cost_exp_lut(shape, b, fmt.exp_frac, p.W)
-        + A.cost_reciprocal(rows, p.Ws, p.cs, p.W, taylor=True, carry_digits=p.cs_digits)
+        + A.cost_reciprocal(
+            rows, p.Ws, p.cs, p.K, p.W, taylor=True, carry_digits=p.cs_digits, h_min=p.h_min
+        )
         + cost_scale_rows(shape, p.W)
         + O.cost_requant(
             shape,

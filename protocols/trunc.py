@@ -47,7 +47,7 @@ def trunc_steps(rt, x: Shared, a: int, *, carry_digits=None):
     rf = r.reshape(-1) if rt.is_dealer else None
     priv = PRG(fresh_seed(), "p0-private") if rt.is_dealer else None
     u = priv.bits((n,)) if priv else None
-    ckey = C.deal_carry(rt, rf, a, plan, u, priv, n)
+    ckey = C.deal_carry(rt, rf, a, plan, u, n)
     hu = rt.dealer_shared(R, (n,), R.reduce((rf >> U64(a)) + u) if priv else None)
     us = rt.dealer_shared(R, (n,), u)
     if rt.is_dealer:

@@ -145,7 +145,7 @@ def test_requant_stochastic_rounding_is_unbiased():
 
 
 def test_requant_exact_views_uniform():
-    """The opened delta, carry-state words z and masked carry bit t are uniform and look
+    """The opened delta, masked carry-state codes z and masked carry bit t are uniform and look
     the same whatever acc is (low bits all zero vs all ones: carry never vs often)."""
     B, c, n = 20, 14, 6000
     t = C.requant_table(None, B - c, lo=-32, hi=31)
@@ -159,11 +159,15 @@ def test_requant_exact_views_uniform():
                 )
             )
         _, (zs, zo), (ts, to) = [(s[0], g[0]) for r, s, g in log if r == 1]
+
+        def codes(bits):  # per digit 2 ge + eq of the opened (ge, eq) bit pairs
+            return 2 * bits[:, 0::2].astype(np.int64) + bits[:, 1::2]
+
         views[v] = {
-            "z": (zs + zo) & 3,
+            "z": codes(zs ^ zo),
             "t": ts ^ to,
             "dlow": ring(8).reduce(_delta(log, B)),
-            "recv": ring(8).reduce(zo),
+            "recv": codes(zo),
         }
     crit = _chi2_crit
     for name, bins in (("z", 4), ("t", 2), ("dlow", 256), ("recv", 4)):

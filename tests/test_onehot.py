@@ -64,6 +64,57 @@ def test_requant_matches_reference_and_cost(p, rings, shape, mode, seed):
     assert cost.rounds == (2 if len(C.carry_plan(c, k)) == 1 else 3)
 
 
+@st.composite
+def step_tables(draw, hb: int):
+    """Tables with few distinct steps T[j + 1] - T[j] (clamps, saturating ramps): the
+    difference form's case."""
+    lo = draw(st.integers(-(1 << 12), 1 << 12))
+    step = draw(st.sampled_from([0, 1, 2, 3, -1, 4, -8]))
+    span = draw(st.integers(0, (1 << hb) - 1))
+    j = np.arange(1 << hb) - (1 << (hb - 1))
+    return lo + step * np.clip(j, -(span // 2), span - span // 2)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    p=params(),
+    data=st.data(),
+    rings=st.lists(st.integers(14, 64), min_size=1, max_size=3),
+    shape=SHAPES,
+    mode=MODES,
+    seed=st.integers(0, 2**32),
+)
+def test_difference_form_matches_reference_and_cost(p, data, rings, shape, mode, seed):
+    """One candidate T[a] plus k (T[a + 1] - T[a]) from indicator planes: exact, including
+    the wrap-around step of the last entry, in rings narrower than the steps."""
+    B, c, k = p
+    hb = B - c
+    acc = _acc(np.random.default_rng(seed), B, shape)
+    tables = [(data.draw(step_tables(hb)), M) for M in rings]
+    tabs = O._check_tables(tables, hb)
+    assert O._use_diff(tabs, hb, O.diff_planes(tabs, hb)) or hb < 3
+    out, cost, _ = run_and_open(
+        lambda rt: O.requant(rt, _input(rt, ring(B), acc), c, tables, carry_digits=k), mode
+    )
+    out = out if len(tables) > 1 else [out]
+    for o, want in zip(out, O.reference_requant(acc, B, c, tables), strict=True):
+        assert (o == want).all()
+    assert cost == O.cost_requant(shape, B, c, tables, carry_digits=k)
+
+
+def test_difference_form_is_cheaper_for_clamps():
+    """An int8 clamp of a 9-bit index into Z_2^63: half the one-hot, one value b2a, two
+    planes (+1 and the -255 wrap); fewer bits both ways than opening two candidates."""
+    t = C.requant_table(None, 9, lo=-128, hi=127)
+    tabs = O._check_tables([(t, 63)], 9)
+    planes = O.diff_planes(tabs, 9)
+    assert [v for _, v, _ in planes] == [1, (1 << 63) - 255]
+    diff = O.cost_requant((100,), 17, 8, [(t, 63)])  # one carry digit: 2^8 bits
+    pair = 100 * (256 + 2 * 512 + 2 * (63 * 8 - 28)) // 8
+    assert diff.offline[1] < 0.75 * pair
+    assert diff.online[0] == -(-100 * 17 // 8) + -(-100 // 8) + 100 * (8 + 2) // 8
+
+
 def test_requant_equals_convert_requant_and_extension():
     """Same values as convert.requant(exact) then sign extension, at edge accumulators."""
     B, c = 20, 12
@@ -81,9 +132,12 @@ def test_requant_equals_convert_requant_and_extension():
 
 
 def test_opened_views_uniform():
-    """t and the opened candidate bits look uniform whatever acc is."""
+    """t and the opened bits (T[a] and the step indicators of the difference form) look
+    uniform whatever acc is."""
     B, c, n = 14, 6, 4000
     t = C.requant_table(None, B - c, lo=-32, hi=31)
+    tabs = O._check_tables([(t, 9)], B - c)
+    assert O._use_diff(tabs, B - c, O.diff_planes(tabs, B - c))
     views = {}
     for v in (0, (1 << c) - 1):
         acc = np.full(n, v, dtype=np.uint64)
