@@ -50,7 +50,6 @@ from protocols.lut import (
     _size,
     deal_fused,
     deal_tables,
-    flat_index,
     gather,
     rotate,
 )
@@ -242,11 +241,9 @@ def carry_steps(key, dl: np.ndarray):
     for d, (e, w, o) in enumerate(zip(tabs, plan, offs, strict=True)):
         step_bits(e, (dl >> U64(o)) & U64((1 << w) - 1), zsh, 2 * d)
     (zo,) = yield [(BOOL, zsh)]
-    z = (zsh ^ zo).astype(U64)
-    k = len(plan)
-    return gather(
-        ctab, flat_index([(z[:, 2 * d] << U64(1)) | z[:, 2 * d + 1] for d in range(k)], [2] * k)
-    )
+    idx = np.empty(dl.size, dtype=U64)
+    _code_index(zsh, zo.reshape(zsh.shape), idx)
+    return gather(ctab, idx)
 
 
 def cost_carry(n: int, c: int, plan: list[int]) -> Cost:
@@ -308,6 +305,17 @@ def _carry_corr(base, rflat, u, p1, out):  # pragma: no cover - numba
         for z in range(W):
             vals[z] = (base[z ^ rflat[i]] ^ ui ^ p1[i, z]) & np.uint8(1)
         _pack_row(vals, 1, out, i * W)
+
+
+@njit(cache=True, nogil=True)
+def _code_index(zsh, zo, out):  # pragma: no cover - numba
+    """out[i] = the digit codes 2 ge + eq of the opened bit pairs zsh xor zo, digit 0 in
+    the top two bits (the carry table's index)."""
+    for i in range(out.size):
+        f = np.uint64(0)
+        for j in range(zsh.shape[1]):
+            f = (f << np.uint64(1)) | np.uint64((zsh[i, j] ^ zo[i, j]) & 1)
+        out[i] = f
 
 
 @lru_cache(maxsize=8)
