@@ -405,7 +405,7 @@ def requant_steps(
         z = slot_bits(e, dh, tabs, hb) ^ s
     to, zo = yield [(BOOL, tsh), (BOOL, z)]
     t = tsh ^ to
-    o = z ^ zo.astype(np.uint8)
+    o = z ^ zo
     if diff:
         return diff_outputs(
             rt, tabs, layout, planes, dlayout, *np.hsplit(o, [K]), t, arith, darith, shape
@@ -474,8 +474,8 @@ def lut(rt, x: Shared, tables, bits: int | None = None) -> list[Shared]:
         return [Shared.phantom(ring(M), shape) for *_, M in tabs]
     delta = C._open(rt, x.reduce(b) - r).reshape(-1)
     z = dot_bits(e, delta, tabs, b) ^ s[0]
-    (zo,) = rt.exchange([(BOOL, z)])
-    o = (z ^ zo.astype(np.uint8))[None]
+    (zo,) = rt.exchange([(BOOL, z)], np.uint8)
+    o = (z ^ zo)[None]
     return b2a_outputs(rt, tabs, layout, o, np.zeros(n, dtype=U64), arith, shape)
 
 

@@ -5,10 +5,13 @@ advanced, then yields the list of (domain, array) items of each exchange and rec
 peer's arrays in the same order; its return value is its output. On P0 it returns at
 once. ``run`` advances several such generators in lock-step, so protocols that do not
 depend on each other cost max (not sum) of their rounds; material is dealt in argument
-order on every party, as if they ran one after the other.
+order on every party, as if they ran one after the other. A round of only 1-bit items
+receives uint8 arrays, any other round uint64 (``Runtime.exchange``).
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 
 def run(rt, *gens) -> list:
@@ -22,7 +25,10 @@ def run(rt, *gens) -> list:
             results[i] = stop.value
     while pending:
         order = list(pending)
-        got = rt.exchange([item for i in order for item in pending[i]])
+        items = [item for i in order for item in pending[i]]
+        # bit-only rounds (masked bits, carry states) come back as one byte per bit
+        bits = all(d.bits == 1 for d, _ in items)
+        got = rt.exchange(items, np.uint8) if bits else rt.exchange(items)
         pos, nxt = 0, {}
         for i in order:
             k = len(pending[i])
