@@ -241,14 +241,18 @@ def _tz(v: int) -> int:
     return (v & -v).bit_length() - 1
 
 
-def diff_planes(tabs, hb: int) -> list[tuple[int, int, np.ndarray]]:
+def diff_planes(tabs, hb: int) -> list[tuple[int, int, np.ndarray]] | None:
     """[(table, v, indicator)]: DT[j] = T[j + 1 mod 2^hb] - T[j] mod 2^M as
-    sum_v v [DT[j] = v] over its distinct nonzero values v (table order, then v)."""
-    out = []
-    for i, (t, _, _, M) in enumerate(tabs):
+    sum_v v [DT[j] = v] over its distinct nonzero values v (table order, then v); None
+    if there are so many values that the difference form cannot deal fewer bits (each
+    plane costs at least 2 bits: smooth tables such as rsqrt)."""
+    steps = []
+    for t, _, _, M in tabs:
         d = (np.roll(t, -1) - t).view(U64) & U64((1 << M) - 1 if M < 64 else 2**64 - 1)
-        out += [(i, int(v), (d == v).astype(np.int64)) for v in np.unique(d) if v]
-    return out
+        steps.append((d, [int(v) for v in np.unique(d) if v]))
+    if 2 * sum(len(vs) for _, vs in steps) > _onehot_bits(hb) + _value_bits(tabs):
+        return None
+    return [(i, v, (d == v).astype(np.int64)) for i, (d, vs) in enumerate(steps) for v in vs]
 
 
 def diff_layout(tabs, planes) -> list[tuple[int, int, int]]:
@@ -262,12 +266,21 @@ def diff_layout(tabs, planes) -> list[tuple[int, int, int]]:
     return cols + [(2, i, tabs[i][3]) for i in sorted({i for i, _, _ in planes})]
 
 
+def _onehot_bits(hb: int) -> int:
+    return 64 * -(-(1 << hb) // 64)
+
+
+def _value_bits(tabs) -> int:
+    return sum(w for *_, w in _bit_layout(tabs))
+
+
 def _use_diff(tabs, hb: int, planes) -> bool:
     """The difference form when its dealt bits per element are no more than the pair's:
     2^hb + sum (M - j) + diff columns against 2 (2^hb + sum (M - j))."""
-    onehot = 64 * -(-(1 << hb) // 64)
-    value = sum(w for *_, w in _bit_layout(tabs))
-    return sum(w for *_, w in diff_layout(tabs, planes)) <= onehot + value
+    if planes is None:
+        return False
+    cols = sum(w for *_, w in diff_layout(tabs, planes))
+    return cols <= _onehot_bits(hb) + _value_bits(tabs)
 
 
 def _diff_bits(u: np.ndarray, beta: np.ndarray, dlayout) -> np.ndarray:
