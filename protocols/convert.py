@@ -194,9 +194,24 @@ def deal_carry(rt, rf, c: int, plan: list[int], u, n: int):
     if k == 1:
         if not rt.is_dealer:
             return plan, deal_tables(rt, BOOL, n, 1 << c, None, lazy=True), None, None
-        deal_fused(
-            rt, BOOL, n, 1 << c, lambda lo, hi, p1, out: _step_corr(rf[lo:hi], c, u[lo:hi], p1, out)
-        )
+        if not 3 <= c <= 8:  # rows shorter than a byte, or too many rows to precompute
+            deal_fused(
+                rt,
+                BOOL,
+                n,
+                1 << c,
+                lambda lo, hi, p1, out: _step_corr(rf[lo:hi], c, u[lo:hi], p1, out),
+            )
+        else:
+            W, rows = 1 << c, _step_rows(c)
+            edge = (W - (rf & U64(W - 1))).astype(np.intp)  # entries j >= edge carry
+            deal_fused(
+                rt,
+                BOOL,
+                n,
+                W,
+                lambda lo, hi, p1, out: _xor_rows(rows[edge[lo:hi]], u[lo:hi], p1, out),
+            )
         return None
     rho = rt.random_bits((n, 2 * k))
     offs = np.cumsum([0] + plan[:-1]).tolist()
@@ -211,13 +226,12 @@ def deal_carry(rt, rf, c: int, plan: list[int], u, n: int):
     for d in range(k):  # digit 0 (lowest) in the top bits, as in carry_steps' index
         code = 2 * rho[:, 2 * d].astype(np.int64) + rho[:, 2 * d + 1]
         rflat |= code << (2 * (k - 1 - d))
-    base = _carry_table(k)
     deal_fused(
         rt,
         BOOL,
         n,
         4**k,
-        lambda lo, hi, p1, out: _carry_corr(base, rflat[lo:hi], u[lo:hi], p1, out),
+        lambda lo, hi, p1, out: _xor_rows(_carry_rows(k, rflat[lo:hi]), u[lo:hi], p1, out),
     )
     return None
 
@@ -294,17 +308,53 @@ def _step_corr(rf, c, u, p1, out):  # pragma: no cover - numba
         _pack_row(vals, 1, out, i * W)
 
 
+def _xor_rows(rows: np.ndarray, u: np.ndarray, p1: np.ndarray, out) -> None:
+    """``deal_fused`` correction of XOR tables whose row i is the packed public row
+    rows[i] xor u_i: minus (xor) P1's words, packed (entry f at bit f mod 8 of byte
+    f / 8; rows of whole bytes)."""
+    np.bitwise_and(p1, np.uint8(1), out=p1)  # P1's fresh words: only their low bits count
+    bits = np.packbits(p1, axis=1, bitorder="little")
+    bits ^= (np.uint8(0) - u.astype(np.uint8))[:, None]  # u_i = 1 flips the whole row
+    np.bitwise_xor(bits, rows, out=out.reshape(bits.shape))
+
+
+@lru_cache(maxsize=8)
+def _step_rows(c: int) -> np.ndarray:
+    """(2^c + 1, 2^c / 8) packed rows [j >= e] of the one-digit carry table, by edge e."""
+    W = 1 << c
+    return np.packbits(
+        np.arange(W)[None, :] >= np.arange(W + 1)[:, None], axis=1, bitorder="little"
+    )
+
+
 @njit(cache=True, nogil=True)
-def _carry_corr(base, rflat, u, p1, out):  # pragma: no cover - numba
-    """Packed bits base[z xor rflat_i] xor u_i xor p1[i, z]: row i's carry table (the
-    public codes z unmasked by rho_i) minus P1's words."""
-    W = p1.shape[1]
-    vals = np.empty(W, dtype=np.uint8)
-    for i in range(rflat.shape[0]):
-        ui = np.uint8(u[i])
-        for z in range(W):
-            vals[z] = (base[z ^ rflat[i]] ^ ui ^ p1[i, z]) & np.uint8(1)
-        _pack_row(vals, 1, out, i * W)
+def _xor_read_rows(base, keys, out):  # pragma: no cover - numba
+    """out[i] = base[z xor keys[i]] for every z, packed (bit z mod 8 of byte z / 8)."""
+    for i in range(keys.size):
+        r = keys[i]
+        for b in range(out.shape[1]):
+            acc = np.uint8(0)
+            for t in range(8):
+                acc |= base[(8 * b + t) ^ r] << np.uint8(t)
+            out[i, b] = acc
+
+
+@lru_cache(maxsize=8)
+def _all_carry_rows(k: int) -> np.ndarray:
+    keys = np.arange(4**k, dtype=np.int64)
+    out = np.empty((keys.size, 4**k // 8), dtype=np.uint8)
+    _xor_read_rows(_carry_table(k), keys, out)
+    return out
+
+
+def _carry_rows(k: int, rflat: np.ndarray) -> np.ndarray:
+    """Packed carry tables read at z xor rflat_i (rflat: rho's codes), one row per element;
+    every row precomputed (4^k x 4^k bits, <= 128 KiB) up to k = 5."""
+    if k <= 5:
+        return _all_carry_rows(k)[rflat]
+    out = np.empty((rflat.size, 4**k // 8), dtype=np.uint8)
+    _xor_read_rows(_carry_table(k), np.ascontiguousarray(rflat, dtype=np.int64), out)
+    return out
 
 
 @njit(cache=True, nogil=True)

@@ -30,6 +30,13 @@ def parity(x):  # pragma: no cover - numba
     return np.uint8(x & np.uint64(1))
 
 
+@njit(cache=True, nogil=True)
+def _flip(e, v, j):  # pragma: no cover - numba
+    """Flip bit j_i of half v_i of row i of the (n, halves, W) words e."""
+    for i in range(e.shape[0]):
+        e[i, v[i], j[i] >> np.uint64(6)] ^= np.uint64(1) << (j[i] & np.uint64(63))
+
+
 def deal_onehot(rt, n: int, hb: int, pos=None, halves: int = 2) -> np.ndarray | None:
     """XOR shares of n one-hot vectors over halves x 2^hb positions, as (n, halves, Wh)
     uint64 words: P1's from its seed, P2's the correction (whole words). P0 passes
@@ -37,7 +44,7 @@ def deal_onehot(rt, n: int, hb: int, pos=None, halves: int = 2) -> np.ndarray | 
     Wh = -(-(1 << hb) // 64)
     shape = (n, halves, Wh)
     if rt.is_dealer:
-        v, j = pos
+        v, j = (np.ascontiguousarray(a, dtype=U64) for a in pos)
         for lo in range(0, n, _ROWS):
             hi = min(n, lo + _ROWS)
             # P2's words = P1's words with the one bit flipped, drawn straight into the
@@ -45,10 +52,7 @@ def deal_onehot(rt, n: int, hb: int, pos=None, halves: int = 2) -> np.ndarray | 
             nbytes = (hi - lo) * halves * Wh * 8
             e = rt.prg(1).fill(np.empty(nbytes + 16, np.uint8), nbytes).view(U64)
             e = e.reshape(hi - lo, halves, Wh)
-            rows = np.arange(hi - lo)
-            e[rows, v[lo:hi].astype(np.intp), (j[lo:hi] >> U64(6)).astype(np.intp)] ^= U64(1) << (
-                j[lo:hi] & U64(63)
-            )
+            _flip(e, v[lo:hi], j[lo:hi])
             if sys.byteorder == "little":  # the packed 64-bit words are the buffer itself
                 rt.deal_raw(2, e.reshape(-1).view(np.uint8))
             else:  # pragma: no cover - big-endian hosts
