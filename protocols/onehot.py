@@ -283,6 +283,13 @@ def _use_diff(tabs, hb: int, planes) -> bool:
     return cols <= _onehot_bits(hb) + _value_bits(tabs)
 
 
+def difference_form(tabs, hb: int):
+    """The planes of the difference form if the requant uses it, else None (the
+    two-candidate form); the one rule for ``requant`` and ``cost_requant``."""
+    planes = diff_planes(tabs, hb)
+    return planes if _use_diff(tabs, hb, planes) else None
+
+
 def _diff_bits(u: np.ndarray, beta: np.ndarray, dlayout) -> np.ndarray:
     """P0: (1, n, columns) bits of the difference form's arithmetic columns."""
     cols = [beta[:, j] if k == 0 else u & beta[:, j] if k == 1 else u for k, j, _ in dlayout]
@@ -385,8 +392,8 @@ def requant_steps(
     hb, shape, n = B - c, acc.shape, acc.size
     tabs = _check_tables(tables, hb)
     layout = _bit_layout(tabs)
-    planes = diff_planes(tabs, hb)
-    diff = _use_diff(tabs, hb, planes)
+    planes = difference_form(tabs, hb)
+    diff = planes is not None
     K, Kd = len(layout), len(planes) if diff else 0
     plan = C.carry_plan(c, carry_digits, max_index_bits)
     r = rt.random_shared(ring(B), shape)
@@ -453,8 +460,8 @@ def cost_requant(
     n, hb = int(np.prod(shape, dtype=np.int64)), B - c
     tabs = _check_tables(tables, hb)
     layout = _bit_layout(tabs)
-    planes = diff_planes(tabs, hb)
-    diff = _use_diff(tabs, hb, planes)
+    planes = difference_form(tabs, hb)
+    diff = planes is not None
     plan = C.carry_plan(c, carry_digits, max_index_bits)
     slots, K = (1, len(layout) + len(planes)) if diff else (2, 2 * len(layout))
     cc = C.cost_carry(n, c, plan)

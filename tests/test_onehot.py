@@ -92,7 +92,7 @@ def test_difference_form_matches_reference_and_cost(p, data, rings, shape, mode,
     acc = _acc(np.random.default_rng(seed), B, shape)
     tables = [(data.draw(step_tables(hb)), M) for M in rings]
     tabs = O._check_tables(tables, hb)
-    assert O._use_diff(tabs, hb, O.diff_planes(tabs, hb)) or hb < 3
+    assert O.difference_form(tabs, hb) is not None or hb < 3
     out, cost, _ = run_and_open(
         lambda rt: O.requant(rt, _input(rt, ring(B), acc), c, tables, carry_digits=k), mode
     )
@@ -137,7 +137,7 @@ def test_opened_views_uniform():
     B, c, n = 14, 6, 4000
     t = C.requant_table(None, B - c, lo=-32, hi=31)
     tabs = O._check_tables([(t, 9)], B - c)
-    assert O._use_diff(tabs, B - c, O.diff_planes(tabs, B - c))
+    assert O.difference_form(tabs, B - c) is not None
     views = {}
     for v in (0, (1 << c) - 1):
         acc = np.full(n, v, dtype=np.uint64)
