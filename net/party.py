@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from mpc.correlations import DealtSink, DealtSource, dealt_paths
+from net.blas import set_blas_threads
 from net.errors import ConfigError, FrameError, MPCError, PeerDisconnected, PeerError
 from net.framing import KIND_CONTROL
 from net.hosts import HostConfig
@@ -141,6 +142,7 @@ def deal(job, args, out_dir: str | os.PathLike, runs: int = 1, progress: bool = 
     """Run the helper alone and write P1's and P2's material for ``runs`` runs."""
     from tqdm import tqdm
 
+    set_blas_threads(1)  # net/blas.py: no spinning BLAS threads beside the writer
     program = job.program_id(args)
     t0 = time.perf_counter()
     total = 0
