@@ -24,6 +24,18 @@ def _acc(rng, B, shape):
     return ring(B).reduce(vals)
 
 
+def _check_requant(acc, B, c, tables, k, shape, mode):
+    """Secure requant == reference and measured == declared cost; returns the cost."""
+    out, cost, _ = run_and_open(
+        lambda rt: O.requant(rt, _input(rt, ring(B), acc), c, tables, carry_digits=k), mode
+    )
+    out = out if len(tables) > 1 else [out]
+    for o, want in zip(out, O.reference_requant(acc, B, c, tables), strict=True):
+        assert (o == want).all()
+    assert cost == O.cost_requant(shape, B, c, tables, carry_digits=k)
+    return cost
+
+
 @st.composite
 def params(draw):
     hb = draw(st.integers(1, 9))
@@ -54,13 +66,7 @@ def test_requant_matches_reference_and_cost(p, rings, shape, mode, seed):
             tables.append((rng.integers(-half, half, 1 << hb), M))
         else:
             tables.append((rng.integers(0, 1 << min(M, 62), 1 << hb), ring(M)))
-    out, cost, _ = run_and_open(
-        lambda rt: O.requant(rt, _input(rt, ring(B), acc), c, tables, carry_digits=k), mode
-    )
-    out = out if len(tables) > 1 else [out]
-    for o, want in zip(out, O.reference_requant(acc, B, c, tables), strict=True):
-        assert (o == want).all()
-    assert cost == O.cost_requant(shape, B, c, tables, carry_digits=k)
+    cost = _check_requant(acc, B, c, tables, k, shape, mode)
     assert cost.rounds == (2 if len(C.carry_plan(c, k)) == 1 else 3)
 
 
@@ -93,13 +99,7 @@ def test_difference_form_matches_reference_and_cost(p, data, rings, shape, mode,
     tables = [(data.draw(step_tables(hb)), M) for M in rings]
     tabs = O._check_tables(tables, hb)
     assert O.difference_form(tabs, hb) is not None or hb < 3
-    out, cost, _ = run_and_open(
-        lambda rt: O.requant(rt, _input(rt, ring(B), acc), c, tables, carry_digits=k), mode
-    )
-    out = out if len(tables) > 1 else [out]
-    for o, want in zip(out, O.reference_requant(acc, B, c, tables), strict=True):
-        assert (o == want).all()
-    assert cost == O.cost_requant(shape, B, c, tables, carry_digits=k)
+    _check_requant(acc, B, c, tables, k, shape, mode)
 
 
 def test_difference_form_is_cheaper_for_clamps():
