@@ -13,16 +13,19 @@ from __future__ import annotations
 import ctypes
 import glob
 import os
+from contextlib import contextmanager
+from functools import lru_cache
 
-_SETTERS = (
-    "scipy_openblas_set_num_threads64_",
-    "openblas_set_num_threads64_",
-    "openblas_set_num_threads",
+_NAMES = (  # (set, get) in numpy's scipy-openblas builds, then in plain OpenBLAS
+    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+    ("openblas_set_num_threads", "openblas_get_num_threads"),
 )
 
 
-def set_blas_threads(n: int) -> bool:
-    """Set numpy's OpenBLAS to ``n`` threads now; True if a library took it."""
+@lru_cache(maxsize=1)
+def _functions():
+    """(set, get) of the OpenBLAS numpy loaded, or None."""
     import numpy as np
 
     libs = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
@@ -31,10 +34,30 @@ def set_blas_threads(n: int) -> bool:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in _SETTERS:
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn.argtypes, fn.restype = (ctypes.c_int,), None
-                fn(int(n))
-                return True
-    return False
+        for set_name, get_name in _NAMES:
+            setter, getter = getattr(lib, set_name, None), getattr(lib, get_name, None)
+            if setter is not None and getter is not None:
+                setter.argtypes, setter.restype = (ctypes.c_int,), None
+                getter.argtypes, getter.restype = (), ctypes.c_int
+                return setter, getter
+    return None
+
+
+def blas_threads() -> int | None:
+    """numpy's OpenBLAS thread count, or None if it cannot be read."""
+    fns = _functions()
+    return None if fns is None else int(fns[1]())
+
+
+@contextmanager
+def limit_blas_threads(n: int):
+    """numpy's OpenBLAS runs ``n`` threads inside the block, as before it afterwards."""
+    fns, before = _functions(), blas_threads()
+    if fns is None or before is None:
+        yield
+        return
+    fns[0](int(n))
+    try:
+        yield
+    finally:
+        fns[0](before)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from mpc.correlations import DealtSink, DealtSource, dealt_paths
-from net.blas import set_blas_threads
+from net.blas import limit_blas_threads
 from net.errors import ConfigError, FrameError, MPCError, PeerDisconnected, PeerError
 from net.framing import KIND_CONTROL
 from net.hosts import HostConfig
@@ -142,7 +142,6 @@ def deal(job, args, out_dir: str | os.PathLike, runs: int = 1, progress: bool = 
     """Run the helper alone and write P1's and P2's material for ``runs`` runs."""
     from tqdm import tqdm
 
-    set_blas_threads(1)  # net/blas.py: no spinning BLAS threads beside the writer
     program = job.program_id(args)
     t0 = time.perf_counter()
     total = 0
@@ -153,7 +152,8 @@ def deal(job, args, out_dir: str | os.PathLike, runs: int = 1, progress: bool = 
             sink = DealtSink({1: f1, 2: f2}, program, run=i)
             rt = Runtime(0, None, session=0, sink=sink)
             rt.setup()
-            job.program(rt, args)
+            with limit_blas_threads(1):  # net/blas.py: no BLAS threads spinning by the writer
+                job.program(rt, args)
             rt.finish()
         total += sum(Path(p).stat().st_size for p in paths.values())
     return {"runs": runs, "bytes": total, "seconds": time.perf_counter() - t0, "dir": str(out_dir)}
