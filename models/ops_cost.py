@@ -19,6 +19,7 @@ from mpc.ring import ring
 from mpc.shares import Shared
 from protocols import activations as A
 from protocols import beaver
+from protocols import convert as C
 from protocols import layernorm as LN
 from protocols import onehot as O
 from protocols import softmax as SM
@@ -57,6 +58,10 @@ class CostOps:
     def bmm(self, x: Shared, y: Shared) -> Shared:
         self._add(beaver.cost_bmm(x.shape, y.shape, x.dom.k))
         return Shared.phantom(x.dom, beaver.bmm_shape(x.shape, y.shape))
+
+    def extend(self, x: Shared, k: int) -> Shared:
+        self._add(C.cost_extend_bounded(x.shape, x.dom.k, k))
+        return Shared.phantom(ring(k), x.shape)
 
     def mul(self, x: Shared, y: Shared) -> Shared:
         self._add(beaver.cost_mul(x.shape, x.dom.k, y.shape))

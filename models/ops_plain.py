@@ -90,6 +90,9 @@ class PlainOps:
     def mul(self, x: Shared, y: Shared) -> Shared:
         return Shared(x.dom, x.dom.mul(x.data, y.data), 1)
 
+    def extend(self, x: Shared, k: int) -> Shared:
+        return Shared(ring(k), C.reference_extend_bounded(x.data, x.dom.k, k), 1)
+
     def softmax(self, x: Shared, fmt: SM.SoftmaxFormat, k: int, xc=None) -> Shared:
         return Shared(ring(k), SM.reference_softmax(x.data, x.dom.k, fmt, k), 1)
 

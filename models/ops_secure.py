@@ -10,6 +10,7 @@ multipliers, biases, LayerNorm gamma/beta); P0 deals. Per step (costs: the proto
            ring; the carry plan is ``activations.carry_digits_for(c)`` (2 rounds for
            c <= 8, else 3).
 * bmm:     ``beaver.bmm`` (one opening of both operands).
+* extend:  ``convert.extend_bounded`` (1 round).
 * softmax, layernorm (gamma/beta input by P2), GELU: ``protocols.softmax``,
   ``protocols.layernorm``, ``activations.gelu_requant``.
 * reveal:  the logits go to P1 only (1 message P2 -> P1).
@@ -27,6 +28,7 @@ from mpc.ring import ring
 from mpc.shares import Shared
 from protocols import activations as A
 from protocols import beaver
+from protocols import convert as C
 from protocols import layernorm as LN
 from protocols import onehot as O
 from protocols import softmax as SM
@@ -89,6 +91,9 @@ class SecureOps:
 
     def bmm(self, x: Shared, y: Shared) -> Shared:
         return beaver.bmm(self.rt, x, y)
+
+    def extend(self, x: Shared, k: int) -> Shared:
+        return C.extend_bounded(self.rt, x, k)
 
     def mul(self, x: Shared, y: Shared) -> Shared:
         return beaver.mul(self.rt, x, y)

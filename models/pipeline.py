@@ -11,6 +11,7 @@ reduction — means the same thing). Everything that needs a protocol goes throu
     ops.bmm(x, y)                        batched shared x shared product
     ops.softmax(x, fmt, k, xc) / ops.layernorm(x, name, fmt, k) / ops.gelu(acc, c, in, out, k)
                                          (outputs over the consumer's ring Z_2^k)
+    ops.extend(x, k)                     x over Z_2^k (k wider; |x| < 2^(x's ring - 2))
     ops.reveal(x) -> signed ints (P1) or None
 
 Layer i (L tokens, int8 input h over Z_2^max(ring_qkv, ring_attn - t_attn)):
@@ -31,7 +32,9 @@ Layer i (L tokens, int8 input h over Z_2^max(ring_qkv, ring_attn - t_attn)):
   attn_out   r = h 2^t_attn + (C W'_o + b'_o), local add over ring_attn.
   ln1        LayerNorm(r) with the owner's gamma/beta -> int8 h1.
   ffn1_gelu  GELU requant of h1 W'_1 + b'_1 (shift c_ffn1 into the GELU input format).
-  ffn2       r = h1 2^t_ffn2 + (g W'_2 + b'_2);  ln2: LayerNorm -> int8, the next input.
+  ffn2       r = h1 2^t_ffn2 + (g W'_2 + b'_2) over ring_ffn2 (narrow: one bit above its
+             worst case), extended to LayerNorm 2's ring (``ops.extend``, 1 round).
+  ln2        LayerNorm -> int8, the next layer's input.
 The last layer computes every row of K and V but only the [CLS] row of everything else
 (rows are independent outside attention, so the logits are unchanged).
 Head: pooler ([CLS] row, dense, requant with a tanh table to round(127 tanh)), classifier
@@ -155,6 +158,8 @@ def layer(ops, cfg: QBertConfig, i: int, h: Shared, mask: Shared, cls_only: bool
     with ops.scope("ffn2"):
         (acc,) = ops.dense_many(g, [p + "f2"])
         r = _scaled(h1, lf.t_ffn2, lf.ring_ffn2) + acc
+        k = cfg.ln_ring(lf.ln2, r.dom.k)
+        r = r if k == r.dom.k else ops.extend(r, k)
     with ops.scope("ln2"):
         return ops.layernorm(r, p + "ln2", lf.ln2, cfg.layer_in_ring(i + 1))
 

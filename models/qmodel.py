@@ -12,7 +12,11 @@ follows acc is public: a shift c and a table (requant), or a residual add in a c
 
 Rings: a linear layer's accumulator ring is sized from the worst case of its weights,
 128 sum_i |W'_ij| + |b'_j| < 2^(ring - 1) (so x W' + b' never wraps), and at least what its
-consumer reads: c + index bits for a requant, LayerNorm's ring for a residual branch.
+consumer reads: c + index bits for a requant. A residual branch's ring holds the residual
+sum; the attention output's is at least LayerNorm 1's ring (``ln_ring``), while FFN2 and
+its residual run in a ring one bit wider than their worst case and are extended to
+LayerNorm 2's ring (``convert.extend_bounded``, 1 round) only then: the GELU outputs, the
+FFN2 product and its input opening stay narrow (34 instead of 63 bits in BERT-base).
 ``with_rings`` derives them from the weights; they are public (the width leaks only a bound
 on the largest column norm).
 """
@@ -43,12 +47,12 @@ class LayerFormat:
     ring_qkv: int  # Q, K, V linear accumulator ring
     c_qkv: int  # requant shift of Q, K, V to int8
     c_scores: int  # requant shift of Q K^T (units of the softmax input 2^-in_frac)
-    ring_attn: int  # attention-output linear, residual 1 and LayerNorm 1
+    ring_attn: int  # attention-output linear and residual 1 (>= LayerNorm 1's ring)
     t_attn: int  # residual 1 = x 2^t_attn + acc
     ln1: LN.LayerNormFormat
     ring_ffn1: int
     c_ffn1: int  # requant shift of FFN1 into the GELU input format
-    ring_ffn2: int  # FFN2 linear, residual 2 and LayerNorm 2
+    ring_ffn2: int  # FFN2 linear and residual 2 (LayerNorm 2 reads them extended)
     t_ffn2: int
     ln2: LN.LayerNormFormat
 
@@ -131,6 +135,11 @@ class QBertConfig:
             return self.head.ring_pool
         lf = self.layer_formats[i]
         return max(lf.ring_qkv, lf.ring_attn - lf.t_attn)
+
+    def ln_ring(self, fmt: LN.LayerNormFormat, x_ring: int) -> int:
+        """Ring a LayerNorm of this format runs in on an input over Z_2^x_ring: its
+        ``ln_need``, or the input's ring if wider (no extension then)."""
+        return max(ln_need(self.hidden, fmt), x_ring)
 
     def ln1_out_ring(self, lf: LayerFormat) -> int:
         """Ring of LayerNorm 1's int8 output: FFN1's input and FFN2's residual."""
@@ -237,8 +246,8 @@ def with_rings(cfg: QBertConfig, tensors: dict[str, np.ndarray]) -> QBertConfig:
     def wf(name):
         return tensors[name + ".w"].astype(np.int64) * tensors[name + ".m"].astype(np.int64)
 
-    def ring(name, floor, extra=0):
-        r = max(bits_for(linear_bound(wf(name), tensors[name + ".b"], extra)), floor)
+    def ring(name, floor, extra=0, spare=0):
+        r = max(bits_for(linear_bound(wf(name), tensors[name + ".b"], extra)) + spare, floor)
         if r > 64:
             raise ValueError(f"{name}: accumulator needs a {r}-bit ring (> 64)")
         return r
@@ -249,7 +258,8 @@ def with_rings(cfg: QBertConfig, tensors: dict[str, np.ndarray]) -> QBertConfig:
         rq = max(ring(p + n, lf.c_qkv + cfg.idx_bits) for n in "qkv")
         ra = ring(p + "o", ln_need(d, lf.ln1), ACT_MAX << lf.t_attn)
         r1 = ring(p + "f1", lf.c_ffn1 + cfg.gelu_in.bits)
-        r2 = ring(p + "f2", ln_need(d, lf.ln2), ACT_MAX << lf.t_ffn2)
+        # one spare bit: extend_bounded needs |x| < 2^(ring - 2)
+        r2 = ring(p + "f2", 2, ACT_MAX << lf.t_ffn2, spare=1)
         lfs.append(replace(lf, ring_qkv=rq, ring_attn=ra, ring_ffn1=r1, ring_ffn2=r2))
     h = cfg.head
     head = replace(

@@ -453,6 +453,50 @@ def extend(rt, x: Shared, wide_bits: int, signed: bool = True) -> Shared:
     return out - off if signed else out
 
 
+def extend_bounded(rt, x: Shared, wide_bits: int) -> Shared:
+    """Z_2^k share of a signed x with -2^(k-2) <= x < 2^(k-2) -> Z_2^B share of x, for any
+    k (known-MSB extension; outside that range the result is wrong, undetected).
+
+    x' = x + 2^(k-2) lies in [0, 2^(k-1)). R uniform over Z_2^B comes from the seeds
+    (free); r = R mod 2^k, q = bit k-1 of r. Open delta = x' + r mod 2^k (uniform). As
+    x' < 2^(k-1), x' + r wraps iff q = 1 and msb(delta) = 0, so over the integers
+    x' = delta - r + 2^k q (1 - msb(delta)), i.e. over Z_2^B
+        x = delta - 2^(k-2) - R + 2^k (<R >> k> + (1 - msb(delta)) <q>),
+    with <R >> k> and <q> dealt over Z_2^(B-k). Cost: ``cost_extend_bounded`` (k bits per
+    party, 1 round, 2 (B - k) bits offline per element)."""
+    if not isinstance(x, Shared) or not isinstance(x.dom, Ring):
+        raise DomainMismatch(f"extend input must be a share over a ring, got {x!r}")
+    k, B = x.dom.k, int(wide_bits)
+    if not 2 <= k < B <= 64:
+        raise DomainMismatch(f"cannot extend {x.dom!r} to Z2^{B} (needs 2 <= k < B <= 64)")
+    shape, RB, RH = x.shape, ring(B), ring(B - k)
+    R = rt.random_shared(RB, shape)
+    if rt.is_dealer:
+        hi = np.stack([R >> U64(k), (R >> U64(k - 1)) & U64(1)])
+        rt.dealer_shared(RH, (2,) + shape, hi)
+        return Shared.phantom(RB, shape)
+    hq = rt.dealer_shared(RH, (2,) + shape).data
+    off = U64(1 << (k - 2))
+    delta = _open(rt, (x + off) + R.reduce(k))
+    wrap = U64(1) - (delta >> U64(k - 1))
+    top = Shared(RB, RB.reduce((hq[0] + wrap * hq[1]) << U64(k)), rt.rank)
+    return top - R + RB.reduce(delta - off)
+
+
+def reference_extend_bounded(x, k: int, B: int) -> np.ndarray:
+    """Plaintext: the signed value of x (canonical over Z_2^k) over Z_2^B; raises if it is
+    outside [-2^(k-2), 2^(k-2))."""
+    v = ring(k).signed(ring(k).reduce(np.asarray(x)))
+    if v.size and (int(v.min()) < -(1 << (k - 2)) or int(v.max()) >= 1 << (k - 2)):
+        raise ValueError(f"extend_bounded needs |x| <= 2^{k - 2} (two equal top bits)")
+    return ring(B).reduce(v)
+
+
+def cost_extend_bounded(shape, k: int, B: int) -> Cost:
+    n = _size(shape)
+    return Cost((msg(ring(k), n),) * 2, (0, msg(ring(B - k), 2 * n)), 1)
+
+
 def to_dual(rt, x: Shared, narrow_bits: int, wide_bits: int, signed: bool = True) -> Dual:
     """Dual view of x given in either ring: from the wide ring the narrow view is a free
     reduction; from the narrow ring the wide view costs one ``extend``."""

@@ -226,6 +226,44 @@ def test_to_dual_both_directions(mode):
     assert cost == C.cost_extend((5, 4), 8, 24)  # the wide -> narrow direction is free
 
 
+@settings(max_examples=100, deadline=None)
+@given(
+    k=st.integers(2, 63),
+    extra=st.integers(1, 62),
+    shape=SHAPES,
+    mode=MODES,
+    seed=st.integers(0, 2**32),
+)
+def test_extend_bounded_matches_reference(k, extra, shape, mode, seed):
+    B = min(64, k + extra)
+    if B <= k:
+        return
+    rng = np.random.default_rng(seed)
+    q = 1 << (k - 2)
+    x = rng.integers(-q, q, shape, dtype=np.int64)
+    x.reshape(-1)[0] = rng.choice([-q, q - 1])  # the range's ends
+    x = ring(k).reduce(x)
+    out, cost, _ = run_and_open(lambda rt: C.extend_bounded(rt, _input(rt, ring(k), x), B), mode)
+    assert (out == C.reference_extend_bounded(x, k, B)).all()
+    assert cost == C.cost_extend_bounded(shape, k, B)
+
+
+def test_extend_bounded_view_uniform():
+    """The opened delta (top 4 bits) is uniform whatever x: 0, the range's top, its bottom."""
+    k, n = 34, 6000
+    hs = []
+    for v in (0, (1 << (k - 2)) - 1, -(1 << (k - 2))):
+        x = ring(k).reduce(np.full(n, v, dtype=np.int64))
+        with deterministic_seeds(f"extend-view-{v}"), record_exchanges() as log:
+            run_local(lambda rt, x=x: C.extend_bounded(rt, _input(rt, ring(k), x), 48))
+        hs.append(np.bincount((_delta(log, k) >> np.uint64(k - 4)).astype(np.int64), minlength=16))
+    for h in hs:
+        e = h.sum() / 16
+        assert ((h - e) ** 2 / e).sum() < _chi2_crit(15)
+    with pytest.raises(ValueError, match="2\\^32"):
+        C.reference_extend_bounded(np.array([1 << 32], dtype=np.uint64), k, 48)
+
+
 # -- bad inputs -----------------------------------------------------------------------------
 def test_bad_inputs_raise_before_any_message():
     rt = Runtime(1, None, session=0)  # no transport, no seeds: using either would fail
@@ -258,6 +296,10 @@ def test_bad_inputs_raise_before_any_message():
         C.extend(rt, Shared(ring(8), np.zeros(3, dtype=np.uint64), 1), 8)
     with pytest.raises(ValueError, match="2\\^17"):
         C.extend(rt, Shared.phantom(ring(17), (3,)), 30)
+    with pytest.raises(DomainMismatch):
+        C.extend_bounded(rt, acc, 20)
+    with pytest.raises(DomainMismatch):
+        C.extend_bounded(rt, Shared(ring(1), np.zeros(3, dtype=np.uint64), 1), 8)
     with pytest.raises(DomainMismatch):
         C.to_dual(rt, acc, 8, 16)
     with pytest.raises(DomainMismatch):
