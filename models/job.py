@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 
 import numpy as np
 
@@ -182,6 +183,18 @@ def _prepare(args, rank: int | None = None) -> None:
             ClientSide(folder).check_length(args.text, L)
 
 
+def _heap_bytes(args) -> int:
+    """The heap a party pre-faults (``net.alloc.prefault_heap``): 5x the largest layer's
+    dealt material (BERT-base: 1.5 GB; P1 peaks at 1.1 GB), at most a quarter of RAM."""
+    from models.ops_cost import declared_costs
+
+    cfg, _ = _config(args)
+    costs = declared_costs(cfg, _seq_len(args, cfg))
+    top = max(c.offline[1] for k, c in costs.items() if k.startswith("layer") and "." not in k)
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return min(5 * top, ram // 4)
+
+
 def _program_id(args) -> str:
     cfg, folder = _config(args)
     key = cfg.digest() if folder else f"random:{args.random_config}:{args.seed}"
@@ -232,4 +245,5 @@ def bert_job():
         prepare=_prepare,
         plaintext=_plaintext,
         client_only=("text",),
+        heap_bytes=_heap_bytes,
     )

@@ -7,7 +7,8 @@ Optional: ``prepare(args, rank)`` runs before any party starts (build caches, va
 input with one-line errors; ``rank`` is the party's, None for a local run that holds all
 data); ``plaintext(args, result) -> dict`` adds the plaintext answer after a local run
 (whose operator holds every party's data); ``client_only`` names options that
-only P1 receives (the client's private input).
+only P1 receives (the client's private input); ``heap_bytes(args)`` the heap a party
+pre-faults before it connects (its working set, ``net.alloc.prefault_heap``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Job:
     prepare: Callable[[argparse.Namespace, int | None], None] | None = None
     plaintext: Callable[[argparse.Namespace, dict], dict] | None = None
     client_only: tuple[str, ...] = ()
+    heap_bytes: Callable[[argparse.Namespace], int] | None = None
 
 
 # -- demo: a private linear layer followed by ReLU --------------------------------------------

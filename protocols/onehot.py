@@ -106,41 +106,43 @@ def table_planes(tabs, hb: int) -> np.ndarray:
 
 
 # -- kernel ---------------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, boundscheck=False)
 def _rot_dot_kernel(e, sh, planes, N, out):  # pragma: no cover - numba
     """out[i, k] = parity(R_i & planes[k]) with R_i = xor_v rot_{-sh[i, v]}(e[i, v]), the
     one-hot share rotated so that R_i[j] = xor_v e[i, v, (j - sh[i, v]) mod N]: then
     <R_i, T_k> = xor_v xor_j e[i, v, j] T_k[(sh[i, v] + j) mod N] = bit k of xor_v
     D_v(sh[i, v]). The table stays in L1; no rotated copies of it (e: (n, V, Wh) words,
-    planes: (K, Wh), out: (n, K) uint8)."""
+    planes: (K, Wh), out: (n, K) uint8; 0 <= sh < N)."""
     n, V, Wh = e.shape[0], e.shape[1], e.shape[2]
     K = planes.shape[0]
-    R = np.empty(Wh, dtype=np.uint64)
+    if N < 64:  # one word: R_i in a register
+        low, nn = np.uint64((1 << N) - 1), np.uint64(N)
+        for i in range(n):
+            R = np.uint64(0)
+            for v in range(V):
+                s, x = np.uint64(sh[i, v]), e[i, v, 0] & low
+                R ^= ((x << s) | (x >> (nn - s))) & low
+            for k in range(K):
+                out[i, k] = parity(R & planes[k, 0])
+        return
+    R = np.zeros(Wh, dtype=np.uint64)
     m = Wh - 1  # Wh is a power of two
-    low = np.uint64((1 << N) - 1) if N < 64 else np.uint64(0)
     for i in range(n):
-        for w in range(Wh):
-            R[w] = 0
+        R[:] = 0
         for v in range(V):
-            s = sh[i, v]
-            if N < 64:
-                x = e[i, v, 0] & low
-                if s:
-                    x = ((x << np.uint64(s)) | (x >> np.uint64(N - s))) & low
-                R[0] ^= x
+            s, ev = sh[i, v], e[i, v]
+            q, r = Wh - (s >> 6), np.uint64(s & 63)
+            if r == 0:
+                for w in range(Wh):
+                    R[w] ^= ev[(w + q) & m]
             else:
-                q, r = s >> 6, np.uint64(s & 63)
-                if r == 0:
-                    for w in range(Wh):
-                        R[w] ^= e[i, v, (w - q) & m]
-                else:
-                    rr = np.uint64(64) - r
-                    for w in range(Wh):
-                        R[w] ^= (e[i, v, (w - q) & m] << r) | (e[i, v, (w - q - 1) & m] >> rr)
+                rr = np.uint64(64) - r
+                for w in range(Wh):
+                    R[w] ^= (ev[(w + q) & m] << r) | (ev[(w + q - 1) & m] >> rr)
         for k in range(K):
-            acc = np.uint64(0)
+            acc, pk = np.uint64(0), planes[k]
             for w in range(Wh):
-                acc ^= R[w] & planes[k, w]
+                acc ^= R[w] & pk[w]
             out[i, k] = parity(acc)
 
 
@@ -205,6 +207,21 @@ def _b2a_kernel(o, t, sh, cols, tab, pos, neg, public, accs):  # pragma: no cove
             accs[i, tab[c]] += v
 
 
+def _merged(arith: dict) -> list[tuple[list[int], np.ndarray]]:
+    """The per-width share groups of ``deal_b2a`` joined per word type, so that a kernel
+    makes one pass over the elements per word type instead of one per ring width."""
+    by: dict = {}
+    for cols, sh in arith.values():
+        by.setdefault(sh.dtype, []).append((cols, sh))
+    return [
+        (
+            [c for cs, _ in g for c in cs],
+            g[0][1] if len(g) == 1 else np.concatenate([a for _, a in g], axis=-1),
+        )
+        for g in by.values()
+    ]
+
+
 def _b2a_accs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict) -> np.ndarray:
     """(n, tables) arithmetic share words of the selected slot's bits: o (slots, n, K)
     public bits, t (n,) public slot."""
@@ -213,7 +230,7 @@ def _b2a_accs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict) -> np
     # one element's outputs side by side, in the narrowest word holding every ring (sums
     # wrap mod 2^word, a multiple of each 2^M): 31 thermometer bits over Z_2^8 take 8x less
     accs = np.zeros((n, len(tabs)), dtype=draw_dtype(ring(max(M for *_, M in tabs))))
-    for cols, sh in arith.values():
+    for cols, sh in _merged(arith):
         tab = np.array([layout[c][0] for c in cols], dtype=np.int64)
         pos = np.array([layout[c][1] for c in cols], dtype=np.int64)
         neg = np.array(
@@ -296,47 +313,42 @@ def _diff_bits(u: np.ndarray, beta: np.ndarray, dlayout) -> np.ndarray:
     return np.stack(cols, axis=1)[None] if cols else np.zeros((1, u.size, 0), np.uint8)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, boundscheck=False)
 def _diff_kernel(t, D, sh, kind, idx, ptab, coef, accs):  # pragma: no cover - numba
     """accs[i, table] += v_p arith(k_i d_ip) with k = t xor u, d_p = D_p xor beta_p, from
     the shares sh[0, i, c] of column c (``diff_layout``): t (1 - 2 D) <beta> (kind 0),
     (1 - 2 t)(1 - 2 D) <u beta> (kind 1), (1 - 2 t) D <u> summed over a table's planes
-    (kind 2); the public t D v is added by ``_diff_public``."""
-    n, P = t.shape[0], coef.shape[0]
+    (kind 2); the public t D v is added by ``_diff_public``. Branch-free in the public
+    bits (signs as multiplications mod 2^64): t and D are random."""
+    n, P, C = t.shape[0], coef.shape[0], kind.shape[0]
+    one, two = np.uint64(1), np.uint64(2)
     for i in range(n):
-        ti = t[i]
-        for c in range(kind.shape[0]):
+        ti = np.uint64(t[i])
+        acc = accs[i]
+        for c in range(C):
             x = np.uint64(sh[0, i, c])
             if kind[c] == 2:
-                s = np.uint64(0)
+                tab, s = idx[c], np.uint64(0)
                 for p in range(P):
-                    if ptab[p] == idx[c] and D[i, p]:
-                        s += coef[p]
-                v = x * s
-                tab = idx[c]
-                if ti:
-                    v = -v
+                    if ptab[p] == tab:
+                        s += np.uint64(D[i, p]) * coef[p]
+                v = x * s * (one - two * ti)
             else:
                 p = idx[c]
-                tab = ptab[p]
-                v = x * coef[p]
+                tab, d = ptab[p], np.uint64(D[i, p])
                 if kind[c] == 0:
-                    if not ti:
-                        continue
-                    if D[i, p]:
-                        v = -v
-                elif ti ^ D[i, p]:
-                    v = -v
-            accs[i, tab] += v
+                    v = ti * x * coef[p] * (one - two * d)
+                else:
+                    v = x * coef[p] * (one - two * (ti ^ d))
+            acc[tab] += v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, boundscheck=False)
 def _diff_public(t, D, ptab, coef, accs):  # pragma: no cover - numba
     for i in range(t.shape[0]):
-        if t[i]:
-            for p in range(coef.shape[0]):
-                if D[i, p]:
-                    accs[i, ptab[p]] += coef[p]
+        ti = np.uint64(t[i])
+        for p in range(coef.shape[0]):
+            accs[i, ptab[p]] += ti * np.uint64(D[i, p]) * coef[p]
 
 
 def diff_outputs(rt, tabs, layout, planes, dlayout, o, D, t, arith, darith, shape):
@@ -347,7 +359,7 @@ def diff_outputs(rt, tabs, layout, planes, dlayout, o, D, t, arith, darith, shap
     t, D = t.astype(np.uint8), np.ascontiguousarray(D)
     ptab = np.array([i for i, _, _ in planes], dtype=np.int64)
     coef = np.array([v for _, v, _ in planes], dtype=U64)
-    for cols, sh in darith.values():
+    for cols, sh in _merged(darith):
         kind = np.array([dlayout[c][0] for c in cols], dtype=np.int64)
         idx = np.array([dlayout[c][1] for c in cols], dtype=np.int64)
         _diff_kernel(t, D, sh, kind, idx, ptab, coef, accs)

@@ -56,3 +56,26 @@ def test_processes_compiling_at_once_leave_a_consistent_cache(tmp_path, trial):
     assert _workers(tmp_path, "locked") == [0] * 6  # all compile on a cold cache at once
     # every signature now loads from the cache; each must be its own machine code
     assert _workers(tmp_path, "locked", 2) == [0, 0]
+
+
+PRELOADER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    import kernels
+    from mpc.jitcache import preload
+    n = preload(prefixes=("kernels",))
+    print(n, len(kernels.total.signatures))
+    """
+)
+
+
+def test_preload_loads_every_cached_signature_without_a_call(tmp_path):
+    """mpc.jitcache.preload: a new process holds the cached kernels before their first call
+    (the party does this before connecting, outside the timed program)."""
+    (tmp_path / "kernels.py").write_text(KERNELS)
+    assert _workers(tmp_path, "locked", 2) == [0, 0]  # caches all DTYPES
+    cmd = [sys.executable, "-c", PRELOADER, str(tmp_path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [str(len(DTYPES))] * 2
