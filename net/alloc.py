@@ -30,7 +30,7 @@ _libc = None
 
 def keep_freed_memory() -> bool:
     """Large allocations from the heap (no mmap), heap never trimmed. True if applied."""
-    global _done
+    global _done, _libc
     if _done:
         return True
     if os.environ.get("QBERT_MPC_MALLOC") == "default":
@@ -46,7 +46,6 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     _done = bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
     if _done:
-        global _libc
         _libc = libc
         libc.malloc.argtypes, libc.malloc.restype = (ctypes.c_size_t,), ctypes.c_void_p
         libc.free.argtypes, libc.free.restype = (ctypes.c_void_p,), None
