@@ -11,8 +11,9 @@ bytes depend on shapes and rings only). Each model runs in both modes:
 
 Reported per model and mode: wall (end to end incl. process start-up), online seconds
 (the parties' whole programs) and of them the secure inference (``inference_s``: the
-per-query scopes) and the once-per-model weight preparation (``weights_s``),
-offline seconds, online bytes sent per party, helper material, rounds, and the per-layer
+per-query scopes), the once-per-model weight preparation (``weights_s``) and P1's
+input-independent pre-query products (``precompute_s``, before each query), offline
+seconds, online bytes sent per party, helper material, rounds, and the per-layer
 breakdown (``layer{i}`` scopes). A model whose declared material does not fit the free
 memory and disk is skipped with the reason. JSON + Markdown in ``--out``.
 
@@ -92,6 +93,7 @@ def measure(name: str, mode: str, timeout: float) -> dict:
         "online_s": round(out["online_seconds"], 2),
         "inference_s": round(out["inference_seconds"], 2),
         "weights_s": round(out["weights_seconds"] or 0, 2),
+        "precompute_s": round(out["precompute_seconds"] or 0, 2),
         "helper_s": None if out["helper_seconds"] is None else round(out["helper_seconds"], 2),
         "offline_s": round(out["offline"]["seconds"], 2) if out["offline"] else None,
         "P1_MB": round(total["online_bytes"][0] / 1e6, 2),
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(m["row"])
             layers += m["layers"]
     cols = ["model", "scope", "mode", "seconds", "wall_s", "online_s", "inference_s"]
-    cols += ["weights_s", "helper_s", "offline_s"]
+    cols += ["weights_s", "precompute_s", "helper_s", "offline_s"]
     cols += ["P1_MB", "P2_MB", "material_GB", "material_MB", "rounds", "exact", "skipped"]
     md = write_results(
         "bench_bert",

@@ -108,8 +108,9 @@ def _label(res: dict, i: int) -> str:
 
 
 def _program(rt, args) -> dict:
+    from models.ops_cost import linear_calls
     from models.ops_plain import reference_logits
-    from models.ops_secure import prepare, secure_logits, share_inputs
+    from models.ops_secure import precompute, prepare, secure_logits, share_inputs
 
     cfg, folder = _config(args)
     params = _params(args) if rt.rank == 2 or (rt.rank == 1 and folder is None) else None
@@ -119,6 +120,7 @@ def _program(rt, args) -> dict:
     if rt.rank == 1:
         x, mask, info = _client_input(args, cfg, folder, L)
     prep = prepare(rt, params if rt.rank == 2 else None, cfg)
+    precompute(rt, prep, linear_calls(cfg, L))
     xs, ms = share_inputs(rt, cfg, x, mask, L)
     logits = secure_logits(rt, prep, cfg, xs, ms)
     if rt.rank != 1:

@@ -29,6 +29,7 @@ class CostOps:
     def __init__(self, config: QBertConfig):
         self.cfg = config
         self.costs: dict[str, Cost] = {"": Cost()}
+        self.linears: list[tuple[tuple[str, ...], tuple[int, ...]]] = []  # (names, x shape)
         self._path: list[str] = []
 
     def _add(self, cost: Cost) -> None:
@@ -47,6 +48,7 @@ class CostOps:
 
     def dense_many(self, x: Shared, names) -> list[Shared]:
         shapes = [self.cfg.linears()[n][0] for n in names]
+        self.linears.append((tuple(names), tuple(x.shape)))
         self._add(beaver.cost_linear_many(x.shape, shapes, x.dom.k))
         return [Shared.phantom(x.dom, x.shape[:-1] + (s[1],)) for s in shapes]
 
@@ -85,13 +87,29 @@ class CostOps:
         return None
 
 
-def declared_costs(config: QBertConfig, seq_len: int) -> dict[str, Cost]:
-    """{scope path: Cost} of one query of ``seq_len`` tokens, plus "weights" (once)."""
+def _query(config: QBertConfig, seq_len: int, layer: int | None = None) -> CostOps:
+    """CostOps after one query (or only layer ``layer``, every row, as a middle layer)."""
     ops = CostOps(config)
     with ops.scope("embed"):
         x = Shared.phantom(ring(config.input_ring), (seq_len, config.hidden))
         mask = Shared.phantom(ring(config.mask_ring), (seq_len,))
-    pipeline.logits(ops, config, x, mask)
+    if layer is None:
+        pipeline.logits(ops, config, x, mask)
+    else:
+        x = x.reduce(config.layer_in_ring(layer)) if layer else x
+        pipeline.layer(ops, config, layer, x, mask, cls_only=False)
+    return ops
+
+
+def linear_calls(config: QBertConfig, seq_len: int, layer: int | None = None) -> list:
+    """[(weight names, activation shape)] of every dense of one query (or of layer
+    ``layer`` alone, every row), in order."""
+    return _query(config, seq_len, layer).linears
+
+
+def declared_costs(config: QBertConfig, seq_len: int) -> dict[str, Cost]:
+    """{scope path: Cost} of one query of ``seq_len`` tokens, plus "weights" (once)."""
+    ops = _query(config, seq_len)
     prep = Cost()
     for name, (shape, _) in config.linears().items():
         prep = prep | beaver.cost_prepare_weight(shape, config.ring_of(name))

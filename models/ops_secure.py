@@ -5,7 +5,10 @@ free: ``rt.input``) and learns the logits; P2 (owner) holds every private intege
 multipliers, biases, LayerNorm gamma/beta); P0 deals. Per step (costs: the protocol modules):
 
 * dense:   ``beaver.linear_many`` on weights prepared ONCE (``prepare``: P2 sends W' - a,
-           k|W'| bits, in scope "weights"); P2 adds b' to its share (local).
+           k|W'| bits, in scope "weights"; P2 keeps W' = W_int diag(m) factored, so its
+           per-query product is a narrow-weight one); P2 adds b' to its share (local).
+           ``precompute`` (scope "precompute", before a query): P1's input-independent
+           products b (W' - a) of every dense of the query.
 * requant: ``onehot.requant`` (exact) with the public table, emitted over the consumer's
            ring; the carry plan is ``activations.carry_digits_for(c)`` (2 rounds for
            c <= 8, else 3).
@@ -57,9 +60,9 @@ def prepare(rt, params: QBertParams | None, config: QBertConfig) -> Prepared:
     weights, private = {}, None
     with rt.scope("weights"):
         for name, (shape, _) in config.linears().items():
-            w = params.weight(name) if rt.rank == OWNER else None
+            w, m = params.factors(name) if rt.rank == OWNER else (None, None)
             k = config.ring_of(name)
-            weights[name] = beaver.prepare_weight(rt, w, ring(k), shape, OWNER, name=name)
+            weights[name] = beaver.prepare_weight(rt, w, ring(k), shape, OWNER, name, m)
     if rt.rank == OWNER:
         private = {n: params.bias(n) for n in config.linears()}
         for i in range(config.layers):
@@ -67,6 +70,17 @@ def prepare(rt, params: QBertParams | None, config: QBertConfig) -> Prepared:
                 name = f"layer{i}.ln{j}"
                 private[name + ".g"], private[name + ".b"] = params.ln(name)
     return Prepared(config, weights, private)
+
+
+def precompute(rt, prepared: Prepared, calls) -> None:
+    """Scope "precompute", before a query: P1 draws its masks and computes their products
+    with its masked weights for every dense of ``calls`` (``ops_cost.linear_calls``;
+    ``beaver.precompute_linear``: input-independent, no messages), then P1 and P2 meet at a
+    barrier (1 round, so that the query is timed from a common start)."""
+    with rt.scope("precompute"):
+        for names, shape in calls:
+            beaver.precompute_linear(rt, shape, [prepared.weights[n] for n in names])
+        rt.barrier()
 
 
 class SecureOps:

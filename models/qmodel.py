@@ -286,8 +286,13 @@ class QBertParams:
 
     def weight(self, name: str) -> np.ndarray:
         """Folded W' = W_int diag(m) as int64."""
+        w, m = self.factors(name)
+        return w * m[None, :]
+
+    def factors(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(W_int, m) as int64: W' = W_int diag(m)."""
         t = self.tensors
-        return t[name + ".w"].astype(np.int64) * t[name + ".m"].astype(np.int64)[None, :]
+        return t[name + ".w"].astype(np.int64), t[name + ".m"].astype(np.int64)
 
     def bias(self, name: str) -> np.ndarray:
         return self.tensors[name + ".b"].astype(np.int64)

@@ -171,14 +171,14 @@ class Plan:
         )
 
 
-def _greedy_column(width: int, kk: int, s: int):
-    """Pieces (clipped column width, y, height) covering a column of the staircase, or None."""
+def _greedy_column(width: int, top: int, kk: int, s: int):
+    """Pieces (clipped column width, y, height) covering the other operand's bits [0, kk) of
+    a column at x (``top`` = k - x: only mod 2^(k - x - y) of a piece matters), or None."""
     pieces = []
     y = 0
     while y < kk:
-        rem = kk - y
-        a = min(width, rem)
-        h = min(s - a, rem)
+        a = min(width, top - y)
+        h = min(s - a, kk - y)
         if h < 1:
             return None
         pieces.append((a, y, h))
@@ -187,23 +187,26 @@ def _greedy_column(width: int, kk: int, s: int):
 
 
 @lru_cache(maxsize=8192)
-def _staircase(k: int, s: int, group_cost: float):
-    """Min-cost staircase cover of {x + y < k} with rectangles of clipped semiperimeter <= s.
+def _staircase(k: int, s: int, group_cost: float, xmax: int | None = None, ymax: int | None = None):
+    """Min-cost staircase cover of {x + y < k, x < xmax, y < ymax} (column bits x, other
+    bits y; a narrow operand's bits above its width are zero) with rectangles of clipped
+    semiperimeter <= s.
 
     Costs are normalised so that one rectangle costs 1 and one fused group (one column limb,
     one GEMM call) costs ``group_cost``. Returns (cost, groups) with groups as
     ((column range), ((other range), ...)), or None if infeasible.
     """
+    xmax, ymax = min(xmax or k, k), min(ymax or k, k)
     inf = math.inf
-    best = [inf] * (k + 1)
-    choice: list = [None] * (k + 1)
-    best[k] = 0.0
-    for x in range(k - 1, -1, -1):
-        kk = k - x
-        for width in range(1, kk + 1):
+    best = [inf] * (xmax + 1)
+    choice: list = [None] * (xmax + 1)
+    best[xmax] = 0.0
+    for x in range(xmax - 1, -1, -1):
+        kk = min(k - x, ymax)
+        for width in range(1, xmax - x + 1):
             if best[x + width] == inf:
                 continue
-            pieces = _greedy_column(width, kk, s)
+            pieces = _greedy_column(width, k - x, kk, s)
             if pieces is None:
                 continue
             ngroups = len({a for a, _, _ in pieces})
@@ -214,7 +217,7 @@ def _staircase(k: int, s: int, group_cost: float):
         return None
     groups = []
     x = 0
-    while x < k:
+    while x < xmax:
         width, pieces = choice[x]
         cur: dict[int, list] = {}
         for a, y, h in pieces:
@@ -231,15 +234,27 @@ def _bucket(v: float) -> float:
 
 
 @lru_cache(maxsize=4096)
-def plan(k: int, n: int, size_a: int = 0, size_b: int = 0, size_c: int = 0, batch: int = 1) -> Plan:
+def plan(
+    k: int,
+    n: int,
+    size_a: int = 0,
+    size_b: int = 0,
+    size_c: int = 0,
+    batch: int = 1,
+    b_bits: int | None = None,
+) -> Plan:
     """Cheapest exact plan for a product mod 2^k with inner dimension ``n``.
 
     ``size_a``/``size_b``/``size_c`` are the element counts of the operands and result (with
     batch dimensions), ``batch`` the number of broadcast 2-D products; they only steer the cost
-    model. Without sizes a square ``n x n`` product is assumed.
+    model. Without sizes a square ``n x n`` product is assumed. ``b_bits``: B's centred
+    residues are signed ``b_bits``-bit integers (a narrow weight), so B's limbs stop there.
     """
     if not 1 <= k <= 64:
         raise ValueError(f"ring width must be in 1..64, got {k}")
+    nb = k if b_bits is None else min(int(b_bits), k)
+    if nb < 1:
+        raise ValueError(f"b_bits must be >= 1, got {b_bits}")
     if n < 1:
         raise ValueError("inner dimension must be >= 1")
     if not (size_a and size_b and size_c):
@@ -261,7 +276,8 @@ def plan(k: int, n: int, size_a: int = 0, size_b: int = 0, size_c: int = 0, batc
                     + _COST_COMBINE * size_c * chunks
                 )
                 group = _COST_SPLIT * size_col * pad + _COST_CALL + _COST_BLAS_CALL * chunks * batch
-                found = _staircase(k, s, _bucket(group / rect))
+                caps = (nb, None) if col_is_b else (None, nb)
+                found = _staircase(k, s, _bucket(group / rect), *caps)
                 if found is None:
                     continue
                 _, groups = found
@@ -469,11 +485,13 @@ def staircase_plan(k: int, n: int, chunks: int = 1, col_is_b: bool = True) -> Pl
     return Plan(k, False, chunks, nc, col_is_b, found[1], 0.0)
 
 
-def matmul(a, b, r, *, using: Plan | None = None) -> np.ndarray:
+def matmul(a, b, r, *, using: Plan | None = None, b_bits: int | None = None) -> np.ndarray:
     """``np.matmul(a, b) mod 2^k`` for uint64 arrays of elements of Ring ``r`` (or width k).
 
     ``using`` forces a plan (for tests and benchmarks); it must be for the same k and an
-    inner dimension of at most ``chunks * chunk``.
+    inner dimension of at most ``chunks * chunk``. ``b_bits``: the caller guarantees that
+    b's centred residues mod 2^k lie in [-2^(b_bits-1), 2^(b_bits-1)) (not checked: a wider
+    b gives a wrong product), e.g. an int8 weight: fewer limbs of b, often one GEMM.
     """
     k = _k_of(r)
     a = _to_u64(np.asarray(a))
@@ -496,7 +514,7 @@ def matmul(a, b, r, *, using: Plan | None = None) -> np.ndarray:
     if size_c == 0 or n == 0:
         res = np.zeros(out_shape, dtype=U64)
     else:
-        p = using or plan(k, n, a.size, b.size, size_c, math.prod(batch))
+        p = using or plan(k, n, a.size, b.size, size_c, math.prod(batch), b_bits)
         if p.k != k or (not p.direct and p.chunks * p.chunk < n):
             raise ValueError(f"plan {p.describe()} does not fit k={k}, n={n}")
         if p.direct:

@@ -147,10 +147,14 @@ def merge_reports(reports: dict[int, dict]) -> dict:
     return {"total": view(""), "scopes": {p: view(p) for p in paths}}
 
 
+BEFORE_QUERY = ("weights", "precompute")  # once per model; input-independent, pre-query
+
+
 def per_query(scopes: dict) -> dict:
-    """Sum of a merged report's top-level scopes except the once-per-model ``weights``
-    preparation: what one query (inference) cost."""
-    top = [v for k, v in scopes.items() if "." not in k and k != "weights"]
+    """Sum of a merged report's top-level scopes except ``BEFORE_QUERY`` (the once-per-model
+    weight preparation and the input-independent pre-query work): what one query
+    (inference) cost online."""
+    top = [v for k, v in scopes.items() if "." not in k and k not in BEFORE_QUERY]
     return {
         "seconds": sum(v["seconds"] for v in top),
         "online_bytes": [sum(v["online_bytes"][i] for v in top) for i in (0, 1)],

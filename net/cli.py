@@ -215,6 +215,7 @@ def run_job(args, job, entry: str = "net.cli") -> dict:
         "online_seconds": max(outs[r]["seconds"] for r in (1, 2)),
         "inference_seconds": per_query(merged["scopes"])["seconds"],
         "weights_seconds": merged["scopes"].get("weights", {}).get("seconds"),
+        "precompute_seconds": merged["scopes"].get("precompute", {}).get("seconds"),
         "helper_seconds": outs[0]["seconds"] if 0 in outs else None,
         "offline": offline,
         "merged": merged,
@@ -238,10 +239,16 @@ def _print_run(out: dict, job, all_scopes: bool = False) -> None:
         if out.get("weights_seconds") is not None
         else ""
     )
+    pre = (
+        f", pre-query products {out['precompute_seconds']:.2f} s (input-independent)"
+        if out.get("precompute_seconds") is not None
+        else ""
+    )
     print(
         f"time ({out['mode']}): wall {out['wall_seconds']:.2f} s (processes incl. start-up); "
         f"online {out['online_seconds']:.2f} s (P1, P2 programs: loading, inputs, compute + "
-        f"network); of it the secure inference {out['inference_seconds']:.2f} s{weights}{helper}"
+        f"network); of it the secure inference {out['inference_seconds']:.2f} s{weights}{pre}"
+        f"{helper}"
     )
     if out["offline"]:
         print(

@@ -73,6 +73,8 @@ class Runtime:
         self._seq_out: dict[int, int] = {0: 0, 1: 0, 2: 0}
         self._seq_in: dict[int, int] = {0: 0, 1: 0, 2: 0}
         self._prgs: dict[int, PRG] = {}
+        self._seeds: dict[int, bytes] = {}
+        self.stash: dict = {}  # protocols' state across calls of this session (e.g. use counts)
         if rank == DEALER:
             self.sink = sink or LiveSink(self)
             self.source = None
@@ -104,9 +106,11 @@ class Runtime:
             return self
         if self.is_dealer:
             for p in (P1, P2):
-                self._prgs[p] = PRG(self.sink.seed_for(p), "corr")
+                self._seeds[p] = self.sink.seed_for(p)
+                self._prgs[p] = PRG(self._seeds[p], "corr")
         else:
-            self._prgs[DEALER] = PRG(self.source.seed, "corr")
+            self._seeds[DEALER] = self.source.seed
+            self._prgs[DEALER] = PRG(self._seeds[DEALER], "corr")
             if self.rank == P1:
                 s12 = fresh_seed()
                 self._send_frame(P2, KIND_CONTROL, s12, 0)
@@ -286,6 +290,18 @@ class Runtime:
         if self.rank == party:
             return dom.random(self._prgs[DEALER], shape)
         return None
+
+    def keyed_random(self, dom: Domain, shape, party: int, key: str) -> np.ndarray | None:
+        """Like ``private_random`` (P0 and ``party`` only), but drawn from a stream of its
+        own named by ``key`` instead of the running stream, so it can be drawn at any time
+        (e.g. before the query). Keys must be distinct within a session."""
+        if self.is_dealer:
+            seed = self._seeds[party]
+        elif self.rank == party:
+            seed = self._seeds[DEALER]
+        else:
+            return None
+        return dom.random(PRG(seed, "keyed/" + key), tuple(shape))
 
     def common_random(self, dom: Domain, shape) -> np.ndarray | None:
         """Randomness known to P1 and P2 only (None on P0)."""

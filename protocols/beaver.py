@@ -34,11 +34,20 @@ drawn inside ``prepare_weight`` and lives only in the immutable ``PrivateWeight`
 binds it to that weight (id, ring, shape, owner, session); there is no way to rebind it.
 ``linear_many`` serves several weights of one owner with ONE opening of d: c is the
 product of b with the concatenated masks [a_1|a_2|...].
+
+Two speed-ups that change nothing on the wire:
+* narrow owner weights: a weight given as W = W_int diag(m) (``prepare_weight(...,
+  scale=m)``, e.g. int8 W_int and per-channel multipliers) is held factored by the owner,
+  whose product is (d + Xo) W_int (a limb plan for a narrow operand: one float64 GEMM up
+  to k = 45 - 8 at n = 768) times m per column, instead of a product with a k-bit W.
+* pre-query products: b is drawn from a stream named by the weights and the use count
+  (``Runtime.keyed_random``), not from the running stream, so Pq can draw it and compute
+  b dW before the query (``precompute_linear``: input-independent work, e.g. while
+  waiting for a client); ``linear_many`` then takes them instead of computing them.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -141,22 +150,28 @@ def matmul_many(rt, x: Shared, ys: Sequence[Shared]) -> list[Shared]:
 
 # -- private weight x shared activation --------------------------------------------------
 
-_ids = itertools.count(1)
-
 
 class PrivateWeight:
     """One party's handle on a prepared private weight (immutable, bound to one session).
 
-    Owner: ``w`` = W; other computing party: ``w`` = dW = W - a; P0: ``w`` = a."""
+    Owner: ``w`` = W (or W_int with ``scale`` = m for W = W_int diag(m)) and ``bits``, the
+    signed width of ``w``'s entries; other computing party: ``w`` = dW = W - a; P0:
+    ``w`` = a."""
 
-    __slots__ = ("weight_id", "ring", "shape", "owner", "session", "rank", "w")
+    __slots__ = (
+        "weight_id", "ring", "shape", "owner", "session", "rank", "w", "scale", "bits", "serial"
+    )  # fmt: skip
 
-    def __init__(self, weight_id, r: Ring, shape, owner: int, session: int, rank: int, w):
+    def __init__(
+        self, weight_id, r, shape, owner, session, rank, w, scale=None, bits=None, serial=0
+    ):
         w = np.array(w, dtype=U64)  # private copy, frozen
         w.setflags(write=False)
-        for name, v in zip(
-            self.__slots__, (weight_id, r, tuple(shape), owner, session, rank, w), strict=True
-        ):
+        if scale is not None:
+            scale = np.array(scale, dtype=U64)
+            scale.setflags(write=False)
+        vals = (weight_id, r, tuple(shape), owner, session, rank, w, scale, bits, serial)
+        for name, v in zip(self.__slots__, vals, strict=True):
             object.__setattr__(self, name, v)
 
     def __setattr__(self, name, value):
@@ -167,10 +182,25 @@ class PrivateWeight:
             f"PrivateWeight({self.weight_id!r}, {self.ring!r}, {self.shape}, owner=P{self.owner})"
         )
 
+    def times(self, u: np.ndarray) -> np.ndarray:
+        """u @ (this party's w) mod 2^k, through the factored form on the owner."""
+        out = ring_matmul(u, self.w, self.ring, b_bits=self.bits)
+        return out if self.scale is None else self.ring.mul(out, self.scale)
 
-def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None) -> PrivateWeight:
+
+def _signed_bits(v: np.ndarray) -> int:
+    """Width of the two's complement integers in v (at least 1)."""
+    if not v.size:
+        return 1
+    lo, hi = int(v.min()), int(v.max())
+    return max(hi.bit_length(), (-lo - 1).bit_length() if lo < 0 else 0) + 1
+
+
+def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None, scale=None) -> PrivateWeight:
     """Once per weight: the owner sends dW = W - a to the other party (k|W| bits, 1
-    round). ``w`` is the owner's weight (None elsewhere). Cost: ``cost_prepare_weight``."""
+    round). ``w`` is the owner's weight (None elsewhere); with ``scale`` (the owner's
+    per-column integers m, shape (d_out,)) the weight is W = w diag(m), kept factored by the
+    owner (see module doc). Cost: ``cost_prepare_weight``."""
     shape = tuple(int(s) for s in shape)
     if owner not in (1, 2):
         raise ValueError(f"the weight owner must be P1 or P2, got {owner}")
@@ -178,21 +208,35 @@ def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None) -> PrivateW
         raise DomainMismatch(f"private weights live in rings Z2^k, got {r!r}")
     if len(shape) != 2:
         raise ShapeMismatch(f"a weight is a matrix (d_in, d_out), got shape {shape}")
+    bits = None
     if rt.rank == owner:
         w = np.asarray(w)
         if w.shape != shape:
             raise ShapeMismatch(f"weight of shape {w.shape}, declared {shape}")
+        if w.dtype.kind in "iu" and w.dtype != U64:
+            bits = _signed_bits(w.astype(np.int64))
         w = r.reduce(w)
-    wid = name if name is not None else f"w{next(_ids)}"
+        if scale is not None:
+            scale = np.asarray(scale)
+            if scale.shape != shape[1:] or scale.dtype.kind not in "iu":
+                raise ShapeMismatch(f"scale must be integers of shape ({shape[1]},)")
+            scale = r.reduce(scale)
+            full = r.mul(w, scale[None, :])
+        else:
+            full = w
+    serial = rt.stash.get("weights_prepared", 0)  # the same on every party: one order
+    rt.stash["weights_prepared"] = serial + 1
+    wid = name if name is not None else f"w{serial}"
     a = rt.private_random(r, shape, owner)
     if rt.is_dealer:
-        held = a
+        held, scale = a, None
     elif rt.rank == owner:
-        rt.send([(r, r.sub(w, a))])
+        rt.send([(r, r.sub(full, a))])
         held = w
     else:
         (held,) = rt.recv([(r, shape)])
-    return PrivateWeight(wid, r, shape, owner, rt.session, rt.rank, held)
+        scale = None
+    return PrivateWeight(wid, r, shape, owner, rt.session, rt.rank, held, scale, bits, serial)
 
 
 def _check_linear(rt, x: Shared, pws: Sequence[PrivateWeight]) -> Ring:
@@ -215,6 +259,42 @@ def _check_linear(rt, x: Shared, pws: Sequence[PrivateWeight]) -> Ring:
     return first.ring
 
 
+def _linear_key(pws: Sequence[PrivateWeight], use: int) -> str:
+    """Names the stream of b: the weights' session serials and the use count (unique: b
+    is never drawn twice)."""
+    return "linear/" + "+".join(str(p.serial) for p in pws) + f"#{use}"
+
+
+def _uses(rt) -> dict:
+    """This session's count of ``linear_many`` calls per tuple of weight serials."""
+    return rt.stash.setdefault("linear_uses", {})
+
+
+def _next_use(rt, pws) -> int:
+    """The use count of these weights, then + 1."""
+    counts, ids = _uses(rt), tuple(p.serial for p in pws)
+    counts[ids] = counts.get(ids, 0) + 1
+    return counts[ids] - 1
+
+
+def precompute_linear(rt, x_shape, pws: Sequence[PrivateWeight]) -> None:
+    """Pq, before the query: b and b dW_j for the next ``linear_many`` of these weights
+    that has nothing precomputed yet, on an activation of ``x_shape`` (kept in ``rt.stash``
+    until that call takes them; input-independent, no communication). A no-op on P0 and
+    the owner."""
+    pws = list(pws)
+    x_shape = tuple(int(s) for s in x_shape)
+    if rt.is_dealer or rt.rank == pws[0].owner:
+        return
+    pre = rt.stash.setdefault("linear_pre", {})
+    use = _uses(rt).get(tuple(p.serial for p in pws), 0)
+    while _linear_key(pws, use) in pre:
+        use += 1
+    key = _linear_key(pws, use)
+    b = rt.keyed_random(pws[0].ring, x_shape, rt.rank, key)
+    pre[key] = (x_shape, b, [p.times(b) for p in pws])
+
+
 def linear_many(rt, x: Shared, pws: Sequence[PrivateWeight]) -> list[Shared]:
     """[X @ W_j for j] with one opening of Xq - b (1 round, k|X| bits from the non-owner,
     k sum_j |Y_j| bits offline). Cost: ``cost_linear_many``."""
@@ -225,8 +305,9 @@ def linear_many(rt, x: Shared, pws: Sequence[PrivateWeight]) -> list[Shared]:
     widths = [p.shape[1] for p in pws]
     cat = (*outs[0][:-1], sum(widths))
     splits = np.cumsum(widths)[:-1]
-    b = rt.private_random(R, x.shape, 3 - owner)
+    key = _linear_key(pws, _next_use(rt, pws))
     if rt.is_dealer:
+        b = rt.keyed_random(R, x.shape, 3 - owner, key)
         a = pws[0].w if len(pws) == 1 else np.concatenate([p.w for p in pws], axis=1)
         rt.dealer_shared(R, cat, ring_matmul(b, a, R))
         return [Shared.phantom(R, s) for s in outs]
@@ -234,13 +315,15 @@ def linear_many(rt, x: Shared, pws: Sequence[PrivateWeight]) -> list[Shared]:
     c = [c] if len(pws) == 1 else np.split(c, splits, axis=-1)
     if rt.rank == owner:
         (d,) = rt.recv([(R, x.shape)])
-        u = R.add(d, x.data)  # Xq - b + Xo
+        prods = [p.times(R.add(d, x.data)) for p in pws]  # (Xq - b + Xo) W
     else:
-        rt.send([(R, R.sub(x.data, b))])
-        u = b
-    return [
-        Shared(R, R.add(ring_matmul(u, p.w, R), cj), rt.rank) for p, cj in zip(pws, c, strict=True)
-    ]
+        pre = rt.stash.get("linear_pre", {}).pop(key, None)
+        if pre is not None and pre[0] != x.shape:
+            raise ShapeMismatch(f"precomputed for an activation of shape {pre[0]}, got {x.shape}")
+        b = pre[1] if pre else rt.keyed_random(R, x.shape, rt.rank, key)
+        rt.send([(R, R.sub(x.data, b))])  # first, so that the owner's product overlaps ours
+        prods = pre[2] if pre else [p.times(b) for p in pws]
+    return [Shared(R, R.add(pj, cj), rt.rank) for pj, cj in zip(prods, c, strict=True)]
 
 
 def linear(rt, x: Shared, pw: PrivateWeight) -> Shared:

@@ -469,3 +469,76 @@ def test_view_of_private_weight_linear_is_independent_of_inputs():
             views[secret] = (dw.ravel().astype(np.int64), (own * 16 + d).astype(np.int64))
     _same_distribution(views[0][0], views[9][0], 16)
     _same_distribution(views[0][1], views[9][1], 256)
+
+
+# -- factored owner weights and pre-query products -----------------------------------------
+@settings(max_examples=15, deadline=None)
+@given(
+    k=st.sampled_from([8, 20, 33, 63, 64]),
+    mode=MODES,
+    seed=st.integers(0, 2**32),
+    wbits=st.sampled_from([1, 4, 8]),
+    pre=st.booleans(),
+)
+def test_factored_weight_and_precompute(k, mode, seed, wbits, pre):
+    """W = W_int diag(m) held factored by the owner (narrow limb plan), with and without
+    P1's products computed before the query: the same X W, the same bytes and rounds."""
+    R, rng = ring(k), np.random.default_rng(seed)
+    lim = 1 if wbits == 1 else (1 << (wbits - 1)) - 1
+    ws = [rng.integers(-lim, lim + 1, (9, d)) for d in (4, 3)]
+    ms = [rng.integers(1, 1 << 14, d) for d in (4, 3)]
+    x = _rand(rng, (5, 9), k)
+
+    def prog(rt):
+        xs = rt.input(1, R, x.shape, x if rt.rank == 1 else None)
+        with rt.scope("prepare"):
+            pws = [
+                bv.prepare_weight(
+                    rt,
+                    w if rt.rank == 2 else None,
+                    R,
+                    w.shape,
+                    2,
+                    f"w{i}",
+                    m if rt.rank == 2 else None,
+                )  # fmt: skip
+                for i, (w, m) in enumerate(zip(ws, ms, strict=True))
+            ]
+        outs = []
+        for q in range(2):
+            if pre:
+                bv.precompute_linear(rt, x.shape, pws)
+            with rt.scope(f"q{q}"):
+                ys = bv.linear_many(rt, xs, pws)
+            outs.append([None if rt.is_dealer else rt.open(y) for y in ys])  # q1 after q0
+        return outs
+
+    run = run_local(prog, mode=mode)
+    full = [w * m[None, :] for w, m in zip(ws, ms, strict=True)]
+    for q in range(2):
+        for got, want in zip(run.results[1][q], bv.reference_linear_many(x, full, k), strict=True):
+            assert (got == want).all()
+        got, want = measured(run, f"q{q}"), bv.cost_linear_many(x.shape, [w.shape for w in ws], k)
+        assert (got.online, got.offline) == (want.online, want.offline)
+        assert got.rounds <= want.rounds  # one way: may overlap the previous opening
+
+
+def test_precompute_checks_and_fresh_masks():
+    R = ring(16)
+    w = np.arange(6).reshape(2, 3)
+
+    def prog(rt):
+        pw = bv.prepare_weight(rt, w if rt.rank == 2 else None, R, w.shape)
+        xs = rt.input(1, R, (1, 2), np.ones((1, 2), np.int64) if rt.rank == 1 else None)
+        bv.precompute_linear(rt, (4, 2), [pw])  # the wrong activation shape
+        if rt.rank == 1:
+            with pytest.raises(ShapeMismatch, match="precomputed"):
+                bv.linear(rt, xs, pw)
+        # the keyed masks: one stream per key, shared by P0 and P1 only
+        return [rt.keyed_random(R, (64,), 1, f"t{i}") for i in range(2)]
+
+    run = run_local(prog, timeout=5)
+    b0, b1 = run.results[0]
+    assert run.results[2] == [None, None]
+    assert all((p == q).all() for p, q in zip(run.results[1], run.results[0], strict=True))
+    assert not (b0 == b1).all()

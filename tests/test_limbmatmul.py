@@ -205,3 +205,30 @@ def test_threads_share_nothing():
     for t in threads:
         t.join()
     assert not errors
+
+
+# -- narrow B (b_bits): a weight's centred entries fit b_bits signed bits ---------------------
+@settings(max_examples=40, deadline=None)
+@given(
+    k=st.integers(1, 64),
+    bb=st.integers(1, 20),
+    n=st.sampled_from([1, 7, 300, 3072]),
+    seed=st.integers(0, 2**32),
+)
+def test_narrow_b_exact(k, bb, n, seed):
+    rng = np.random.default_rng(seed)
+    a = _extreme(rng, k, (3, n)) if seed % 2 else _rand(rng, k, (3, n))
+    w = rng.integers(-(1 << (bb - 1)), 1 << (bb - 1), size=(n, 4))
+    w[0, 0] = -(1 << (bb - 1))  # the extreme entry
+    _check(a, ring(k).reduce(w), k, b_bits=bb)
+
+
+def test_narrow_b_plans_fewer_gemms():
+    # the owner's product with an int8 weight: one GEMM up to k = 45 - 8 at n = 768
+    for k in (20, 33, 37):
+        assert len(plan(k, 768, 128 * 768, 768 * 768, 128 * 768, 1, 8).rects) == 1
+    assert len(plan(33, 768, 128 * 768, 768 * 768, 128 * 768).rects) == 2
+    assert len(plan(63, 768, 128 * 768, 768 * 768, 128 * 768, 1, 8).rects) == 2
+    assert plan(16, 768, b_bits=30) == plan(16, 768)  # wider than the ring: no change
+    with pytest.raises(ValueError, match="b_bits"):
+        plan(16, 768, b_bits=0)

@@ -7,9 +7,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.job import bert_job
-from models.ops_cost import declared_costs
+from models.ops_cost import declared_costs, linear_calls
 from models.ops_plain import reference_logits
-from models.ops_secure import prepare, secure_logits, share_inputs
+from models.ops_secure import precompute, prepare, secure_logits, share_inputs
 from models.qmodel import KINDS, QBertConfig, preset
 from models.qrandom import random_input, random_qbert
 from net.accounting import merge_reports
@@ -26,6 +26,8 @@ def run_queries(params, queries, mode):
         prep = prepare(rt, params if rt.rank == 2 else None, cfg)
         outs = []
         for j, (x, mask) in enumerate(queries):
+            if j == 0:  # q0 takes P1's pre-query products, q1 computes them in the query
+                precompute(rt, prep, linear_calls(cfg, len(mask)))
             with rt.scope(f"q{j}"):
                 mine = (x, mask) if rt.rank == 1 else (None, None)
                 xs, ms = share_inputs(rt, cfg, *mine, seq_len=len(mask))
