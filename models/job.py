@@ -62,12 +62,12 @@ def _folder(args):
 
 def _config(args):
     """(public config, model folder or None) without the owner's parameters."""
-    from models.qrandom import random_model
+    from models.qrandom import random_config
     from models.saved import load_public_config
 
     folder = _folder(args)
     if folder is None:
-        return random_model(args.random_config, int(args.seed)).config, None
+        return random_config(args.random_config, int(args.seed)), None
     return load_public_config(folder), folder
 
 

@@ -17,17 +17,24 @@ bits when LayerNorm's ring would exceed 64 bits (a real converter faces the same
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
+import shutil
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
 from models.qmodel import (
+    CONFIG_FILE,
+    PARAMS_FILE,
     HeadFormat,
     LayerFormat,
     QBertConfig,
     QBertParams,
     ln_need,
+    load_config,
     preset,
     with_rings,
 )
@@ -140,10 +147,66 @@ def random_input(config: QBertConfig, seq_len: int | None = None, seed: int = 0,
     return x, mask
 
 
+def _code_key() -> str:
+    """Hash of the sources a random model's draws, formats and rings depend on."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent.parent
+    for pkg in ("models", "protocols", "mpc"):
+        for f in sorted((root / pkg).glob("*.py")):
+            h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def cache_dir(shape: str, seed: int = 0, layers: int | None = None) -> Path:
+    """Where ``random_model`` keeps a drawn model (a model folder: config.json +
+    params.safetensors), keyed by preset, depth, seed and the code that draws it."""
+    from models.data import cache_root
+
+    depth = "all" if layers is None else int(layers)
+    return cache_root() / "random" / f"{shape}-layers{depth}-seed{int(seed)}-{_code_key()}"
+
+
+def _store(params: QBertParams, path: Path) -> None:
+    """Write the folder atomically (a temporary folder renamed; the first writer wins). A
+    cache that cannot be written (read-only home, full disk) only costs the next draw."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".draw-", dir=path.parent))
+    except OSError:
+        return
+    try:
+        params.save(tmp)
+        tmp.rename(path)
+    except OSError:
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @functools.lru_cache(maxsize=2)
 def random_model(shape: str, seed: int = 0, layers: int | None = None) -> QBertParams:
-    """``random_qbert`` of the named preset (``layers`` overrides its depth), drawn once per
-    process and shared: treat it as read-only. Prepare, program id and program all ask for
-    the model, and drawing BERT-base's ~100 M weights takes ~4 s each time."""
+    """``random_qbert`` of the named preset (``layers`` overrides its depth), shared within a
+    process (treat it as read-only) and across processes through a disk cache
+    (``cache_dir``): drawing BERT-base's ~100 M weights takes ~3 s, loading them 0.3 s."""
+    path = cache_dir(shape, seed, layers)
+    if (path / PARAMS_FILE).is_file():
+        try:
+            return QBertParams.load(path)
+        except Exception:  # a damaged cache entry: draw again
+            shutil.rmtree(path, ignore_errors=True)
     kw = {} if layers is None else {"layers": layers}
-    return random_qbert(preset(shape, **kw), seed=seed)
+    params = random_qbert(preset(shape, **kw), seed=seed)
+    _store(params, path)
+    return params
+
+
+def random_config(shape: str, seed: int = 0, layers: int | None = None) -> QBertConfig:
+    """The public config of ``random_model(shape, seed, layers)``: read from the disk cache
+    when it is there, so P0 and P1 never draw (or hold) the owner's weights."""
+    path = cache_dir(shape, seed, layers)
+    if (path / CONFIG_FILE).is_file():
+        try:
+            return load_config(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return random_model(shape, seed, layers).config

@@ -185,3 +185,26 @@ def test_input_checks(tiny):
         reference_logits(tiny, preset("tiny"), x, mask)  # a config without formats
     with pytest.raises(ValueError, match="real token"):
         reference_logits(tiny, tiny.config, x, 0 * mask)
+
+
+def test_random_model_disk_cache(tmp_path, monkeypatch):
+    """random_model is drawn once and kept as a model folder; random_config reads only its
+    public config; a damaged entry is drawn again; depth and seed key the entry."""
+    import models.qrandom as Q
+
+    monkeypatch.setenv("QBERT_MPC_CACHE", str(tmp_path))
+    Q.random_model.cache_clear()
+    drawn = Q.random_model("tiny", 3)
+    path = Q.cache_dir("tiny", 3)
+    assert (path / "params.safetensors").is_file() and path.is_relative_to(tmp_path)
+    assert Q.random_config("tiny", 3) == drawn.config
+    Q.random_model.cache_clear()
+    loaded = Q.random_model("tiny", 3)
+    assert all((loaded.tensors[k] == drawn.tensors[k]).all() for k in drawn.tensors)
+    (path / "params.safetensors").write_bytes(b"damaged")
+    Q.random_model.cache_clear()
+    again = Q.random_model("tiny", 3)
+    assert all((again.tensors[k] == drawn.tensors[k]).all() for k in drawn.tensors)
+    assert Q.cache_dir("tiny", 3, layers=1) != path != Q.cache_dir("tiny", 4)
+    assert Q.random_config("tiny", 3, layers=1).layers == 1
+    Q.random_model.cache_clear()
