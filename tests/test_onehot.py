@@ -197,3 +197,12 @@ def test_dot_bits_matches_definition(hb, n, V, widths, seed):
             rot = planes[:, (sh[i, v] + np.arange(N)) % N]  # (K, N)
             want[i] ^= (rot @ ebits[i, v].astype(np.int64) % 2).astype(np.uint8)
     assert (got == want).all()
+
+
+@settings(max_examples=50, deadline=None)
+@given(x=st.integers(0, 2**64 - 1))
+def test_parity_is_the_xor_of_the_bits(x):
+    from protocols.onehotvec import parity
+
+    for v in (x, 0, 2**64 - 1, 1 << 63):
+        assert int(parity(np.uint64(v))) == bin(v).count("1") % 2
