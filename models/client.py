@@ -6,7 +6,8 @@ sequence length L and the public input format of the quantized model. The client
 
 1. tokenizes and pads / truncates to exactly L tokens ([CLS] ... [SEP] [PAD]...);
 2. looks up word + position + token-type embeddings and applies the embedding LayerNorm
-   in float (``BertEmbeddings`` in eval mode);
+   in float (``BertEmbeddings`` in eval mode, or ``Embeddings``: the same torch ops in the
+   same order, without importing transformers);
 3. quantizes to int8 in the input format: x = clamp(round(e * 2^in_frac), -128, 127)
    (round half to even);
 4. returns (x_int8 [L, d], mask [L]) with mask[j] = 1 for a real token, 0 for padding.
@@ -19,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 
 INT8_LO, INT8_HI = -128, 127
 DEFAULT_INPUT_FRAC = 4  # the input format of configs without an ``input_frac`` field
@@ -30,32 +30,80 @@ def input_frac(config) -> int:
     return int(getattr(config, "input_frac", DEFAULT_INPUT_FRAC))
 
 
+PAD = "[PAD]"
+
+
+def _backend(tokenizer):
+    """The ``tokenizers.Tokenizer`` behind a Hugging Face fast tokenizer (or the argument
+    itself): one code path for the client folder's tokenizer.json and a checkpoint's."""
+    return getattr(tokenizer, "backend_tokenizer", tokenizer)
+
+
+def count_tokens(text: str, tokenizer) -> int:
+    """Tokens of ``text`` with [CLS] and [SEP], untruncated."""
+    tok = _backend(tokenizer)
+    tok.no_truncation()
+    tok.no_padding()
+    return len(tok.encode(text).ids)
+
+
 def encode(texts: Sequence[str], tokenizer, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids [n, L] and padding mask [n, L] (1 = token, 0 = padding), L = seq_len."""
+    """Token ids [n, L] and padding mask [n, L] (1 = token, 0 = padding), L = seq_len:
+    [CLS] ... [SEP] truncated to L, right-padded with [PAD] (as Hugging Face's
+    ``padding="max_length", truncation=True``)."""
     if seq_len < 2:
         raise ValueError(f"seq_len={seq_len} leaves no room for [CLS] and [SEP]")
-    enc = tokenizer(
-        list(texts),
-        padding="max_length",
-        truncation=True,
-        max_length=seq_len,
-        return_tensors="np",
-    )
-    ids, mask = np.asarray(enc["input_ids"]), np.asarray(enc["attention_mask"])
+    tok = _backend(tokenizer)
+    pad_id = tok.token_to_id(PAD)
+    if pad_id is None:
+        raise ValueError(f"the tokenizer has no {PAD} token")
+    tok.enable_truncation(max_length=seq_len)
+    tok.enable_padding(length=seq_len, pad_id=pad_id, pad_token=PAD)
+    encs = tok.encode_batch(list(texts))
+    ids = np.array([e.ids for e in encs], dtype=np.int64).reshape(len(encs), -1)
+    mask = np.array([e.attention_mask for e in encs], dtype=np.uint8).reshape(len(encs), -1)
     if ids.shape[1] != seq_len:
         raise ValueError(f"tokenizer returned {ids.shape[1]} tokens, expected {seq_len}")
-    return ids.astype(np.int64), mask.astype(np.uint8)
+    return ids, mask
 
 
-@torch.inference_mode()
+def embedder(tables: dict, eps: float):
+    """A torch module computing ``BertEmbeddings`` (eval mode) from its state dict
+    ``tables`` with the same ops in the same order (word + token type, + position,
+    LayerNorm): the same floats, without importing transformers (~2 s)."""
+    import torch
+    import torch.nn.functional as F
+
+    class Embeddings(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            for k in ("word", "position", "token_type"):
+                w = torch.nn.Parameter(tables[f"{k}_embeddings.weight"], requires_grad=False)
+                self.register_parameter(f"{k}_weight", w)
+            self.ln_weight = torch.nn.Parameter(tables["LayerNorm.weight"], requires_grad=False)
+            self.ln_bias = torch.nn.Parameter(tables["LayerNorm.bias"], requires_grad=False)
+
+        def forward(self, input_ids, token_type_ids):
+            e = F.embedding(input_ids, self.word_weight)
+            e = e + F.embedding(token_type_ids, self.token_type_weight)
+            pos = torch.arange(input_ids.shape[1], dtype=torch.long)[None, :]
+            e = e + F.embedding(pos, self.position_weight)
+            return F.layer_norm(e, (e.shape[-1],), self.ln_weight, self.ln_bias, eps)
+
+    return Embeddings().eval()
+
+
 def embed(embeddings_module, ids: np.ndarray) -> np.ndarray:
     """Float embeddings (after the embedding LayerNorm) [n, L, d] of token ids [n, L];
     token type 0 everywhere (single-sentence classification)."""
+    import torch
+
     was_training = embeddings_module.training
     embeddings_module.eval()
     try:
-        t = torch.as_tensor(ids, dtype=torch.long)
-        out = embeddings_module(input_ids=t, token_type_ids=torch.zeros_like(t))
+        with torch.inference_mode():
+            t = torch.as_tensor(ids, dtype=torch.long)
+            out = embeddings_module(input_ids=t, token_type_ids=torch.zeros_like(t))
     finally:
         embeddings_module.train(was_training)
     return out.to(torch.float64).numpy()

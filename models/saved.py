@@ -18,6 +18,7 @@ Every loader raises ``ModelError`` with a one-line hint on a missing or corrupt 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -28,11 +29,12 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-CLIENT_DIR, META_FILE, EMB_FILE, BERT_CONFIG = (
+CLIENT_DIR, META_FILE, EMB_FILE, BERT_CONFIG, TOKENIZER_FILE = (
     "client",
     "model.json",
     "embeddings.safetensors",
     "bert_config.json",
+    "tokenizer.json",
 )
 DEFAULT_NAME = "sentiment"
 DEFAULT_SEQ_LEN = 32  # padded length of a run with the bundled model (any length works)
@@ -145,29 +147,40 @@ class ClientSide:
     """The client's public tools for a model folder: tokenizer, embeddings, labels."""
 
     def __init__(self, path):
-        from safetensors.torch import load_file
-        from transformers import AutoTokenizer, BertConfig
-        from transformers.models.bert.modeling_bert import BertEmbeddings
+        from tokenizers import Tokenizer
 
         p = check_folder(path) / CLIENT_DIR
-        _need(p / EMB_FILE, "the client's embedding tables")
+        self._dir = _need(p / EMB_FILE, "the client's embedding tables").parent
         self.labels = load_meta(path)["labels"]
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
-            self.bert_config = BertConfig.from_json_file(str(p / BERT_CONFIG))
-            self.embeddings = BertEmbeddings(self.bert_config)
-            self.embeddings.load_state_dict(load_file(str(p / EMB_FILE)), strict=False)
+            self.tokenizer = Tokenizer.from_file(str(p / TOKENIZER_FILE))
+            self.bert_config = json.loads((p / BERT_CONFIG).read_text())
         except Exception as e:
             raise ModelError(f"the client files in {p} are corrupt: {e}") from e
-        self.embeddings.eval()
+
+    @functools.cached_property
+    def embeddings(self):
+        """The embedding layer (torch, loaded on first use: checking a sentence's length
+        needs only the tokenizer)."""
+        from safetensors.torch import load_file
+
+        from models.client import embedder
+
+        try:
+            tables = load_file(str(self._dir / EMB_FILE))
+            return embedder(tables, float(self.bert_config.get("layer_norm_eps", 1e-12)))
+        except Exception as e:
+            raise ModelError(f"the client files in {self._dir} are corrupt: {e}") from e
 
     @property
     def max_tokens(self) -> int:
-        return int(self.bert_config.max_position_embeddings)
+        return int(self.bert_config["max_position_embeddings"])
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` with [CLS] and [SEP]."""
-        return len(self.tokenizer(text, truncation=False)["input_ids"])
+        from models.client import count_tokens
+
+        return count_tokens(text, self.tokenizer)
 
     def check_length(self, text: str, seq_len: int) -> int:
         """Raise ``ModelError`` unless ``text`` fits ``seq_len`` tokens; returns its tokens."""
