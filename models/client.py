@@ -6,8 +6,8 @@ sequence length L and the public input format of the quantized model. The client
 
 1. tokenizes and pads / truncates to exactly L tokens ([CLS] ... [SEP] [PAD]...);
 2. looks up word + position + token-type embeddings and applies the embedding LayerNorm
-   in float (``BertEmbeddings`` in eval mode, or ``Embeddings``: the same torch ops in the
-   same order, without importing transformers);
+   in float (``BertEmbeddings`` in eval mode, or ``embedder``'s module: the same torch ops
+   in the same order, without importing transformers);
 3. quantizes to int8 in the input format: x = clamp(round(e * 2^in_frac), -128, 127)
    (round half to even);
 4. returns (x_int8 [L, d], mask [L]) with mask[j] = 1 for a real token, 0 for padding.
