@@ -607,7 +607,7 @@ class TcpTransport(Transport):
                     if n < h.length:
                         q.put(PeerDisconnected(peer, "connection closed inside a frame"))
                         return
-                q.put(bytes(frame))
+                q.put(frame)  # no bytes() copy: a frame of material can be GBs
         except FrameError as e:
             q.put(e)
             conn.shutdown()  # the stream cannot be resynchronised; the peer sees the close
