@@ -14,9 +14,8 @@ so the first layer does not pay those faults either (they are input-independent)
 BERT-base 2-party, 1.5 GB per party: layer 0 1.0 -> 0.58 s, P1's faults in the inference
 31 k -> 1.4 k, weight preparation 2.5 -> 0.9 s.
 
-Applied by the CLI to dealing and to 2-party (dealt-material) parties only: live 3-party
-parties, which share the cores with a helper streaming its material, ran slower with it
-(BERT-base 3-party: secure inference 6.1 -> 8.0 s, wall 12.2 -> 17.4 s).
+The CLI keeps freed memory in every process; only 2-party parties pre-fault (live 3-party
+parties would fault three heaps at once on two cores: ``net.party.warm_heap``).
 ``QBERT_MPC_MALLOC=default`` in the environment leaves the allocator alone everywhere.
 """
 

@@ -274,11 +274,7 @@ def _print_run(out: dict, job, all_scopes: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not (args.command == "party" and args.material is None):
-        # net/alloc.py: freed blocks reused without page faults. Not for live (3-party)
-        # parties: there it slowed everything (BERT-base: inference 6.1 -> 8.0 s, wall 12.2
-        # -> 17.4 s, medians of 2), in the helper and the computing parties alike.
-        keep_freed_memory()
+    keep_freed_memory()  # net/alloc.py: freed blocks reused without page faults
     if args.command == "certs":
         return certs.main(args)
     try:

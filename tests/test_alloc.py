@@ -29,18 +29,13 @@ def test_prefaulted_heap_serves_a_large_array_without_page_faults():
     assert int(out.stdout) < 50  # without: >= 100 even in 2 MB pages (600 here)
 
 
-@pytest.mark.parametrize(
-    "argv,applied",
-    [
-        (["party", "--config", "/nonexistent.toml", "--role", "P1"], False),  # live 3-party
-        (["party", "--config", "/nonexistent.toml", "--role", "P1", "--material", "m"], True),
-        (["deal", "--out", "/nonexistent/dir", "--runs", "0"], True),
-    ],
-)
-def test_cli_keeps_freed_memory_except_in_live_parties(monkeypatch, argv, applied):
-    import net.cli as cli
+def test_only_parties_on_dealt_material_prefault(monkeypatch):
+    import net.party as party
 
     calls = []
-    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append(1))
-    assert cli.main(argv) != 0  # each fails on its bad path, after the allocator choice
-    assert bool(calls) == applied
+    monkeypatch.setattr(party, "prefault_heap", lambda n: calls.append(n) or True)
+    job = type("Job", (), {"heap_bytes": staticmethod(lambda args: 123)})()
+    assert not party.warm_heap(job, None, None) and calls == []  # live 3-party
+    assert party.warm_heap(job, None, "material/") and calls == [123]
+    job.heap_bytes = None
+    assert not party.warm_heap(job, None, "material/")
