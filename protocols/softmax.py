@@ -5,9 +5,12 @@ Public format ``SoftmaxFormat``: scores are signed ``in_bits``-bit integers x in
 (p in [0, 1], default out_one = 255: uint8 with 255 = 1.0) over Z_2^out_bits. With
 fe = exp_frac, L the row length, lg = ceil(log2 L), b = in_bits:
 
-1. row max m: tree of max(a, b) = b + ReLU(a - b), ReLU by a LUT on the (b+1)-bit
-   difference (in Z_2^(b+1)): ceil(log2 L) levels of 1 round. (The G-module ReLU of
-   ``protocols.relu`` needs 5 rounds per level: 35 instead of 7 rounds for L = 128.)
+1. row top m >= max x (``_row_top``): with ``max_shift`` ms > 0 (the default 3), by counting
+   over the coarse scores floor(x / 2^ms) (``count_max``: thermometer bits by a one-hot LUT,
+   row sums, a flag LUT per threshold; 3 rounds whatever L; the coarse scores come from the
+   caller's score requant, or from one requant more, 2 rounds), m = 2^ms max + 2^ms - 1;
+   with ms = 0 the exact max by a tree of max(a, b) = b + ReLU(a - b) (LUT ReLU, 1 round per
+   level, ceil(log2 L) levels).
 2. e_i = EXP[x_i - m]: one LUT on the non-positive difference, indexed mod 2^b (b bits
    suffice as -(2^b - 1) <= x_i - m <= 0), e_i = min(round(2^fe exp(.)), 2^fe - 1), one
    table over Z_2^W (W = c + hb below; it serves both the sum and the product, so no
@@ -24,10 +27,9 @@ fe = exp_frac, L the row length, lg = ceil(log2 L), b = in_bits:
    (0, (out_one + 1/2) 2^c]: the index stays in [0, out_one] and never wraps.
    Multi-digit carry (c > 12), 3 rounds.
 
-Rounds: ceil(log2 L) + 7 (14 for L = 128). For [12, 128, 128] with the defaults (W = 32):
-online 2.23 MB per party; offline (P0 to P2) 487 MB = 2.5 KB per element: tree 572 B,
-EXP 1024 B, reciprocal tables 257 B (rows only, 12-bit U tables), triple 16 B, final
-requant 608 B. (A one-hot EXP LUT would cut EXP to ~100 B for one more round.)
+Rounds (defaults): 11 with the coarse scores given (the BERT pipeline), 13 without. For
+[12, 128, 128]: online 3.76 / 4.18 MB per party, offline 70.8 / 73.6 MB (``cost_softmax``;
+count_max 21.4 MB of it).
 
 Precision (defaults, L = 128, 4000 rows each; max |p - softmax| in units of 1/255 vs the
 float softmax of the dequantized scores x 2^-3): scores N(0, 2^2) 0.72, N(0, 2) 0.69,
