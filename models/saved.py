@@ -151,6 +151,7 @@ class ClientSide:
 
         p = check_folder(path) / CLIENT_DIR
         self._dir = _need(p / EMB_FILE, "the client's embedding tables").parent
+        _need(p / TOKENIZER_FILE, "the client's tokenizer")
         self.labels = load_meta(path)["labels"]
         try:
             self.tokenizer = Tokenizer.from_file(str(p / TOKENIZER_FILE))

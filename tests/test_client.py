@@ -40,3 +40,17 @@ def test_embedder_is_bit_exact_with_bert_embeddings():
     ours = embedder(dict(ref.state_dict()), cfg.layer_norm_eps)
     ids = np.random.default_rng(1).integers(0, 50, (3, 16))
     assert (embed(ours, ids) == embed(ref, ids)).all()
+
+
+def test_missing_tokenizer_is_a_one_line_model_error(tmp_path):
+    import shutil
+
+    import pytest
+
+    from models.saved import ClientSide, ModelError, default_model
+
+    folder = tmp_path / "m"
+    shutil.copytree(default_model(progress=False), folder)
+    (folder / "client" / "tokenizer.json").unlink()
+    with pytest.raises(ModelError, match="tokenizer.json is missing: the client's tokenizer"):
+        ClientSide(folder)
