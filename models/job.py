@@ -18,6 +18,7 @@ holds every party's data) can, and ``qbert-mpc run`` does so after the run (``pl
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import os
 
@@ -88,6 +89,14 @@ def _seq_len(args, cfg) -> int:
     return L
 
 
+@functools.lru_cache(maxsize=4)
+def _client(folder):
+    """The client's tools for a model folder, loaded once per process."""
+    from models.saved import ClientSide
+
+    return ClientSide(folder)
+
+
 def _client_input(args, cfg, folder, L):
     """P1's (x_int8, mask) and what it may report about its own input."""
     if folder is None:
@@ -95,9 +104,7 @@ def _client_input(args, cfg, folder, L):
 
         x, mask = random_input(cfg, L, seed=args.seed, valid=int(args.valid_len) or None)
         return x, mask, {}
-    from models.saved import ClientSide
-
-    client = ClientSide(folder)
+    client = _client(folder)
     x, mask = client.input(args.text, cfg, L)
     return x, mask, {"text": args.text, "labels": client.labels}
 
@@ -152,11 +159,11 @@ def _plaintext(args, res: dict) -> dict:
     if _folder(args) is None:
         return {}
     from models.ops_plain import reference_logits
-    from models.saved import DEFAULT_NAME, ClientSide
+    from models.saved import DEFAULT_NAME
 
     cfg, folder = _config(args)
     params = _params(args)
-    x, mask = ClientSide(folder).input(args.text, cfg, res["seq_len"])
+    x, mask = _client(folder).input(args.text, cfg, res["seq_len"])
     out = _compare(res, reference_logits(params, cfg, x, mask))
     if args.model == DEFAULT_NAME:
         from models.checkpoint import load_classifier
@@ -174,7 +181,7 @@ def _prepare(args, rank: int | None = None) -> None:
     None (a local run, whose operator holds everything) checks all; a party checks only
     what it holds: P2 the owner's parameters, P1 the client files and its sentence, P0
     the public config."""
-    from models.saved import ClientSide, load_params
+    from models.saved import load_params
 
     cfg, folder = _config(args)
     L = _seq_len(args, cfg)
@@ -182,7 +189,9 @@ def _prepare(args, rank: int | None = None) -> None:
         if rank in (None, 2):
             load_params(folder)
         if rank in (None, 1):
-            ClientSide(folder).check_length(args.text, L)
+            _client(folder).check_length(args.text, L)
+        if rank == 1:  # the client's embedding layer (torch) loads before P1 connects
+            _ = _client(folder).embeddings
 
 
 def _heap_bytes(args) -> int:
