@@ -135,6 +135,11 @@ class PrimeField(Domain):
         return prg.field(self, shape)
 
 
+def signed_width(lo: int, hi: int) -> int:
+    """Bits of the two's complement integers in [lo, hi] (sign bit included)."""
+    return max(max(hi, 0).bit_length(), (-lo - 1).bit_length() if lo < 0 else 0) + 1
+
+
 @cache
 def ring(k: int) -> Ring:
     return Ring(k)

@@ -55,7 +55,7 @@ import numpy as np
 from mpc.cost import Cost, msg
 from mpc.limbmatmul import matmul as ring_matmul
 from mpc.limbmatmul import matmul_reference
-from mpc.ring import DomainMismatch, Ring, ring
+from mpc.ring import DomainMismatch, Ring, ring, signed_width
 from mpc.shares import ShapeMismatch, Shared, matmul_shape
 
 U64 = np.uint64
@@ -188,14 +188,6 @@ class PrivateWeight:
         return out if self.scale is None else self.ring.mul(out, self.scale)
 
 
-def _signed_bits(v: np.ndarray) -> int:
-    """Width of the two's complement integers in v (at least 1)."""
-    if not v.size:
-        return 1
-    lo, hi = int(v.min()), int(v.max())
-    return max(hi.bit_length(), (-lo - 1).bit_length() if lo < 0 else 0) + 1
-
-
 def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None, scale=None) -> PrivateWeight:
     """Once per weight: the owner sends dW = W - a to the other party (k|W| bits, 1
     round). ``w`` is the owner's weight (None elsewhere); with ``scale`` (the owner's
@@ -213,8 +205,8 @@ def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None, scale=None)
         w = np.asarray(w)
         if w.shape != shape:
             raise ShapeMismatch(f"weight of shape {w.shape}, declared {shape}")
-        if w.dtype.kind in "iu" and w.dtype != U64:
-            bits = _signed_bits(w.astype(np.int64))
+        if w.dtype.kind in "iu" and w.dtype != U64 and w.size:
+            bits = signed_width(int(w.min()), int(w.max()))
         w = r.reduce(w)
         if scale is not None:
             scale = np.asarray(scale)

@@ -40,7 +40,7 @@ from numba import njit
 
 from mpc.cost import Cost, msg
 from mpc.prg import PRG, draw_dtype, fresh_seed, from_words
-from mpc.ring import BOOL, DomainMismatch, Ring, ring
+from mpc.ring import BOOL, DomainMismatch, Ring, ring, signed_width
 from mpc.shares import Shared
 from protocols import convert as C
 from protocols.lut import MULTI_INDEX_BITS
@@ -60,7 +60,7 @@ def table_bits(t: np.ndarray) -> tuple[int, bool]:
     t = t.astype(np.int64)
     lo, hi = int(t.min()), int(t.max())
     if lo < 0:
-        return max(max(hi, 0).bit_length(), (-lo - 1).bit_length()) + 1, True
+        return signed_width(lo, hi), True
     return max(hi.bit_length(), 1), False
 
 

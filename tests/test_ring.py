@@ -185,3 +185,13 @@ def test_prg_field_and_below_in_range():
     assert int(y.max()) < 10 and len(set(_ints(y))) == 10
     bits = PRG(seed, "bits").bits((2000,))
     assert set(_ints(bits)) == {0, 1}
+
+
+@given(lo=st.integers(-(2**70), 2**70), span=st.integers(0, 2**70))
+def test_signed_width_is_the_smallest_twos_complement_width(lo, span):
+    from mpc.ring import signed_width
+
+    hi = lo + span
+    b = signed_width(lo, hi)
+    assert -(2 ** (b - 1)) <= lo and hi < 2 ** (b - 1)
+    assert b == 1 or not (-(2 ** (b - 2)) <= lo and hi < 2 ** (b - 2))
