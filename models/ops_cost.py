@@ -87,8 +87,21 @@ class CostOps:
         return None
 
 
+_QUERIES: dict = {}  # (config digest, seq_len, layer) -> CostOps: parties ask twice
+
+
 def _query(config: QBertConfig, seq_len: int, layer: int | None = None) -> CostOps:
-    """CostOps after one query (or only layer ``layer``, every row, as a middle layer)."""
+    """CostOps after one query (or only layer ``layer``, every row, as a middle layer);
+    built once per process and config (read-only to callers)."""
+    key = (config.digest(), int(seq_len), layer)
+    if key not in _QUERIES:
+        if len(_QUERIES) >= 8:
+            _QUERIES.clear()
+        _QUERIES[key] = _build_query(config, seq_len, layer)
+    return _QUERIES[key]
+
+
+def _build_query(config: QBertConfig, seq_len: int, layer: int | None) -> CostOps:
     ops = CostOps(config)
     with ops.scope("embed"):
         x = Shared.phantom(ring(config.input_ring), (seq_len, config.hidden))
@@ -109,9 +122,7 @@ def linear_calls(config: QBertConfig, seq_len: int, layer: int | None = None) ->
 
 def declared_costs(config: QBertConfig, seq_len: int) -> dict[str, Cost]:
     """{scope path: Cost} of one query of ``seq_len`` tokens, plus "weights" (once)."""
-    ops = _query(config, seq_len)
     prep = Cost()
     for name, (shape, _) in config.linears().items():
         prep = prep | beaver.cost_prepare_weight(shape, config.ring_of(name))
-    ops.costs["weights"] = prep
-    return ops.costs
+    return {**_query(config, seq_len).costs, "weights": prep}
