@@ -10,9 +10,10 @@ With a text model P1 tokenizes ``--text`` (passed to P1 only), looks up its embe
 plaintext and shares them; with a random model P1 inputs random int8 embeddings of
 ``--seq-len`` tokens (``--valid-len`` real). P1 learns the integer logits only.
 
-Checks against plaintext: with a random model every party can derive the weights, so P1
-recomputes the reference itself; with a real model only the operator of a local run (who
-holds every party's data) can, and ``qbert-mpc run`` does so after the run (``plaintext``).
+Checks against plaintext: the operator of a local run holds every party's data, so
+``qbert-mpc run`` recomputes the reference after the run (``plaintext``, outside the
+parties' timed programs); with a random model every party can derive the weights, so a P1
+started on its own (``qbert-mpc party``) recomputes it itself.
 """
 
 from __future__ import annotations
@@ -48,6 +49,14 @@ def _options(g) -> None:
     )
     g.add_argument(
         "--valid-len", type=int, default=0, help="random model: real tokens, rest padding"
+    )
+    g.add_argument(
+        "--party-check",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="random model: P1 recomputes the plaintext reference after the run (default: "
+        "1; `qbert-mpc run` passes 0 and checks in the launcher instead)",
     )
     try:
         g.add_argument("--seed", type=int, default=0, help="public seed of the random data")
@@ -120,7 +129,8 @@ def _program(rt, args) -> dict:
     from models.ops_secure import precompute, prepare, secure_logits, share_inputs
 
     cfg, folder = _config(args)
-    params = _params(args) if rt.rank == 2 or (rt.rank == 1 and folder is None) else None
+    check = rt.rank == 1 and folder is None and bool(args.party_check)
+    params = _params(args) if rt.rank == 2 or check else None
     L = _seq_len(args, cfg)
     x = mask = None
     info = {}
@@ -140,7 +150,7 @@ def _program(rt, args) -> dict:
         "prediction": int(np.argmax(logits)),
         **info,
     }
-    if folder is None:  # public-seed weights: the client can check the answer
+    if check:  # public-seed weights: the client can check the answer
         res.update(_compare(res, reference_logits(params, cfg, x, mask)))
     return res
 
@@ -156,15 +166,12 @@ def _compare(res: dict, ref) -> dict:
 def _plaintext(args, res: dict) -> dict:
     """Local runs only (the operator holds all data): the integer reference on the same
     input, and the float classifier's prediction when the model is the bundled one."""
-    if _folder(args) is None:
-        return {}
     from models.ops_plain import reference_logits
     from models.saved import DEFAULT_NAME
 
     cfg, folder = _config(args)
-    params = _params(args)
-    x, mask = _client(folder).input(args.text, cfg, res["seq_len"])
-    out = _compare(res, reference_logits(params, cfg, x, mask))
+    x, mask, _ = _client_input(args, cfg, folder, res["seq_len"])
+    out = _compare(res, reference_logits(_params(args), cfg, x, mask))
     if args.model == DEFAULT_NAME:
         from models.checkpoint import load_classifier
         from models.evaluate import float_predictions
@@ -185,6 +192,8 @@ def _prepare(args, rank: int | None = None) -> None:
 
     cfg, folder = _config(args)
     L = _seq_len(args, cfg)
+    if rank is None:  # a local run: the launcher checks against plaintext, not P1
+        args.party_check = 0
     if folder is not None:
         if rank in (None, 2):
             load_params(folder)

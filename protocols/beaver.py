@@ -163,9 +163,12 @@ class PrivateWeight:
     )  # fmt: skip
 
     def __init__(
-        self, weight_id, r, shape, owner, session, rank, w, scale=None, bits=None, serial=0
-    ):
-        w = np.array(w, dtype=U64)  # private copy, frozen
+        self, weight_id, r, shape, owner, session, rank, w, scale=None, bits=None, serial=0,
+        *, own=False,
+    ):  # fmt: skip
+        # frozen; a private copy unless the caller hands over a fresh array (``own``):
+        # copying BERT-base's 85 M words costs ~1 s of page faults per party
+        w = np.asarray(w, dtype=U64) if own else np.array(w, dtype=U64)
         w.setflags(write=False)
         if scale is not None:
             scale = np.array(scale, dtype=U64)
@@ -228,7 +231,9 @@ def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None, scale=None)
     else:
         (held,) = rt.recv([(r, shape)])
         scale = None
-    return PrivateWeight(wid, r, shape, owner, rt.session, rt.rank, held, scale, bits, serial)
+    return PrivateWeight(
+        wid, r, shape, owner, rt.session, rt.rank, held, scale, bits, serial, own=True
+    )
 
 
 def _check_linear(rt, x: Shared, pws: Sequence[PrivateWeight]) -> Ring:
