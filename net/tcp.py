@@ -60,6 +60,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from net.errors import (
     ConfigError,
     FrameError,
@@ -600,14 +602,16 @@ class TcpTransport(Transport):
                     q.put(PeerDisconnected(peer, "connection closed inside a frame header"))
                     return
                 h = parse_header(bytes(header), peer, self.max_frame)
-                frame = bytearray(HEADER_SIZE + h.length)
+                # Uninitialised (bytearray(n) would zero it first: a frame of material can
+                # be GBs, written once by recv_into) and passed on without a bytes() copy.
+                frame = memoryview(np.empty(HEADER_SIZE + h.length, dtype=np.uint8))
                 frame[:HEADER_SIZE] = header
                 if h.length:
-                    n = self._read_exact(conn, memoryview(frame)[HEADER_SIZE:])
+                    n = self._read_exact(conn, frame[HEADER_SIZE:])
                     if n < h.length:
                         q.put(PeerDisconnected(peer, "connection closed inside a frame"))
                         return
-                q.put(frame)  # no bytes() copy: a frame of material can be GBs
+                q.put(frame)
         except FrameError as e:
             q.put(e)
             conn.shutdown()  # the stream cannot be resynchronised; the peer sees the close
@@ -643,7 +647,7 @@ class TcpTransport(Transport):
                     peer, self._eof_text(f"connection lost while sending ({type(e).__name__})")
                 ) from None
 
-    def _recv(self, peer: int, timeout: float | None) -> bytes:
+    def _recv(self, peer: int, timeout: float | None) -> memoryview:
         link = self._link(peer)
         if link.failed is not None:
             raise link.failed
