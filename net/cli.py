@@ -217,6 +217,8 @@ def run_job(args, job, entry: str = "net.cli") -> dict:
         "weights_seconds": merged["scopes"].get("weights", {}).get("seconds"),
         "precompute_seconds": merged["scopes"].get("precompute", {}).get("seconds"),
         "helper_seconds": outs[0]["seconds"] if 0 in outs else None,
+        "cpu_seconds": {f"P{r}": o.get("cpu_seconds") for r, o in outs.items()},
+        "max_rss_mb": {f"P{r}": o.get("max_rss_mb") for r, o in outs.items()},
         "offline": offline,
         "merged": merged,
         "reports": reports,

@@ -12,6 +12,7 @@ link, so a party whose peer died after the last message still fails, naming that
 from __future__ import annotations
 
 import os
+import resource
 import time
 from pathlib import Path
 
@@ -102,6 +103,11 @@ def warm_heap(job, args, material) -> bool:
     return prefault_heap(job.heap_bytes(args))
 
 
+def _cpu() -> tuple[float, float]:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
 def run_party(
     rank: int, hosts: HostConfig, job, args, material: str | None = None, run: int = 0
 ) -> dict:
@@ -131,11 +137,12 @@ def run_party(
             rt = Runtime(
                 rank, transport, session=hosts.session, source=source, timeout=hosts.timeout
             )
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), _cpu()
             rt.setup()
             result = job.program(rt, args)
             rt.finish()
             seconds = time.perf_counter() - t1
+            cpu = [round(b - a, 3) for a, b in zip(c1, _cpu(), strict=True)]
             _goodbye(rt, transport.peers)
         except BaseException as e:
             if material is None:
@@ -151,6 +158,8 @@ def run_party(
         "result": result,
         "report": rt.report(),
         "seconds": seconds,
+        "cpu_seconds": cpu,  # [user, system] of the timed program, all threads
+        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "connect_seconds": t_conn,
         "warmup_seconds": t_load,
     }
