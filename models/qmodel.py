@@ -287,12 +287,12 @@ class QBertParams:
     def weight(self, name: str) -> np.ndarray:
         """Folded W' = W_int diag(m) as int64."""
         w, m = self.factors(name)
-        return w * m[None, :]
+        return w.astype(np.int64) * m[None, :]
 
     def factors(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(W_int, m) as int64: W' = W_int diag(m)."""
+        """(W_int as stored (int8), m as int64): W' = W_int diag(m)."""
         t = self.tensors
-        return t[name + ".w"].astype(np.int64), t[name + ".m"].astype(np.int64)
+        return t[name + ".w"], t[name + ".m"].astype(np.int64)
 
     def bias(self, name: str) -> np.ndarray:
         return self.tensors[name + ".b"].astype(np.int64)

@@ -338,6 +338,27 @@ def _limb_kernel(x, out, chunk_rows, slot_major, lo, mlo, hlo, mhi, hhi):  # pra
 
 
 @njit(cache=True, nogil=True)
+def _int_limb_kernel(x, out, chunk_rows):  # pragma: no cover - numba
+    """``_limb_kernel`` for one slot [0, t) of signed integers x (Bt, R, C) with
+    |x| < 2^(t-1): out (Bt, nq, [1,] Rc, Cc) = x as float64, chunked and zero-padded."""
+    nb, nq = out.shape[0], out.shape[1]
+    o = out.reshape(nb, nq, out.shape[-2], out.shape[-1])
+    nrc, ncc = o.shape[2], o.shape[3]
+    nr_x, nc_x = x.shape[1], x.shape[2]
+    for b in range(nb):
+        for q in range(nq):
+            for rr in range(nrc):
+                r = q * nrc + rr if chunk_rows else rr
+                c0 = 0 if chunk_rows else q * ncc
+                valid = 0 if r >= nr_x else min(ncc, nc_x - c0)
+                row = o[b, q, rr]
+                for cc in range(max(valid, 0)):
+                    row[cc] = np.float64(x[b, r, c0 + cc])
+                for cc in range(max(valid, 0), ncc):
+                    row[cc] = 0.0
+
+
+@njit(cache=True, nogil=True)
 def _combine_kernel(prods, shifts, out):  # pragma: no cover - numba
     """out (Bt, M, m) uint64 += sum_{q,p} int(prods[:, q, p]) << shifts[p]  (wrapping).
 
@@ -402,13 +423,17 @@ def _limbs(
     """
     lead, (nr, nc) = x.shape[:-2], x.shape[-2:]
     nb = math.prod(lead)
-    x3 = np.ascontiguousarray(x, dtype=U64).reshape(nb, nr, nc)
     rc, cc = (chunk, nc) if inner_rows else (nr, chunk)
     ns = len(slots)
     if slot_major:
         buf = _buffer(role, (nb, chunks, ns, rc, cc))
     else:
         buf = _buffer(role, (nb, chunks, rc, ns, cc))
+    if x.dtype.kind == "i" and ns == 1 and slots[0][0] == 0 and slots[0][1] >= 8 * x.itemsize:
+        # signed words (an owner's int8 weight): the centred limb of [0, t) is x itself
+        _int_limb_kernel(np.ascontiguousarray(x).reshape(nb, nr, nc), buf, inner_rows)
+        return buf.reshape(*lead, *buf.shape[1:])
+    x3 = np.ascontiguousarray(_to_u64(x)).reshape(nb, nr, nc)
     lo = np.array([r[0] for r in slots], dtype=np.int64)
     clo = [_centre_consts(r[0]) for r in slots]
     chi = [_centre_consts(r[1]) for r in slots]
@@ -495,7 +520,9 @@ def matmul(a, b, r, *, using: Plan | None = None, b_bits: int | None = None) -> 
     """
     k = _k_of(r)
     a = _to_u64(np.asarray(a))
-    b = _to_u64(np.asarray(b))
+    b = np.asarray(b)
+    if b_bits is None or b.dtype.kind != "i":  # narrow signed b is read as is (``_limbs``)
+        b = _to_u64(b)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul: input operand does not have enough dimensions")
     squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1
@@ -518,7 +545,7 @@ def matmul(a, b, r, *, using: Plan | None = None, b_bits: int | None = None) -> 
         if p.k != k or (not p.direct and p.chunks * p.chunk < n):
             raise ValueError(f"plan {p.describe()} does not fit k={k}, n={n}")
         if p.direct:
-            res = np.matmul(a, b)  # uint64 wraps mod 2^64: exact mod 2^k
+            res = np.matmul(a, _to_u64(b))  # uint64 wraps mod 2^64: exact mod 2^k
             if k < 64:
                 res &= mask
         else:

@@ -155,8 +155,9 @@ class PrivateWeight:
     """One party's handle on a prepared private weight (immutable, bound to one session).
 
     Owner: ``w`` = W (or W_int with ``scale`` = m for W = W_int diag(m)) and ``bits``, the
-    signed width of ``w``'s entries; other computing party: ``w`` = dW = W - a; P0:
-    ``w`` = a."""
+    signed width of ``w``'s entries (an owner's narrow signed integers stay in their dtype,
+    e.g. int8: 8x less memory, and the limb product reads them directly); other computing
+    party: ``w`` = dW = W - a; P0: ``w`` = a (uint64 words of the ring)."""
 
     __slots__ = (
         "weight_id", "ring", "shape", "owner", "session", "rank", "w", "scale", "bits", "serial"
@@ -168,7 +169,9 @@ class PrivateWeight:
     ):  # fmt: skip
         # frozen; a private copy unless the caller hands over a fresh array (``own``):
         # copying BERT-base's 85 M words costs ~1 s of page faults per party
-        w = np.asarray(w, dtype=U64) if own else np.array(w, dtype=U64)
+        narrow = bits is not None and np.asarray(w).dtype.kind == "i"
+        dt = np.asarray(w).dtype if narrow else U64
+        w = np.asarray(w, dtype=dt) if own else np.array(w, dtype=dt)
         w.setflags(write=False)
         if scale is not None:
             scale = np.array(scale, dtype=U64)
@@ -210,15 +213,18 @@ def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None, scale=None)
             raise ShapeMismatch(f"weight of shape {w.shape}, declared {shape}")
         if w.dtype.kind in "iu" and w.dtype != U64 and w.size:
             bits = signed_width(int(w.min()), int(w.max()))
-        w = r.reduce(w)
+        wr = r.reduce(w)
+        if bits is None or w.dtype.kind != "i":
+            w = wr
         if scale is not None:
             scale = np.asarray(scale)
             if scale.shape != shape[1:] or scale.dtype.kind not in "iu":
                 raise ShapeMismatch(f"scale must be integers of shape ({shape[1]},)")
             scale = r.reduce(scale)
-            full = r.mul(w, scale[None, :])
+            full = r.mul(wr, scale[None, :])
         else:
-            full = w
+            full = wr
+        del wr
     serial = rt.stash.get("weights_prepared", 0)  # the same on every party: one order
     rt.stash["weights_prepared"] = serial + 1
     wid = name if name is not None else f"w{serial}"
@@ -231,8 +237,9 @@ def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None, scale=None)
     else:
         (held,) = rt.recv([(r, shape)])
         scale = None
+    fresh = rt.rank != owner or held.dtype == U64  # not the caller's narrow array
     return PrivateWeight(
-        wid, r, shape, owner, rt.session, rt.rank, held, scale, bits, serial, own=True
+        wid, r, shape, owner, rt.session, rt.rank, held, scale, bits, serial, own=fresh
     )
 
 

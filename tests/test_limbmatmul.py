@@ -223,6 +223,27 @@ def test_narrow_b_exact(k, bb, n, seed):
     _check(a, ring(k).reduce(w), k, b_bits=bb)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    k=st.integers(1, 64),
+    dt=st.sampled_from([np.int8, np.int16, np.int32, np.int64]),
+    bb=st.integers(1, 20),
+    n=st.sampled_from([1, 7, 300, 3072]),
+    batch=st.sampled_from([(), (2,)]),
+    seed=st.integers(0, 2**32),
+)
+def test_narrow_b_signed_words_exact(k, dt, bb, n, batch, seed):
+    # the owner keeps its int8 weight as int8: the limbs are read from the signed words
+    rng = np.random.default_rng(seed)
+    bb = min(bb, 8 * np.dtype(dt).itemsize)
+    a = _extreme(rng, k, (*batch, 3, n)) if seed % 2 else _rand(rng, k, (*batch, 3, n))
+    w = rng.integers(-(1 << (bb - 1)), 1 << (bb - 1), size=(n, 4)).astype(dt)
+    w[0, 0] = -(1 << (bb - 1))
+    got = matmul(a, w, ring(k), b_bits=bb)
+    assert got.dtype == np.uint64
+    assert np.array_equal(got, matmul_reference(a, ring(k).reduce(w), ring(k)))
+
+
 def test_narrow_b_plans_fewer_gemms():
     # the owner's product with an int8 weight: one GEMM up to k = 45 - 8 at n = 768
     for k in (20, 33, 37):
