@@ -241,7 +241,11 @@ def ln_need(d: int, fmt: LN.LayerNormFormat) -> int:
 
 
 def with_rings(cfg: QBertConfig, tensors: dict[str, np.ndarray]) -> QBertConfig:
-    """Fill every ring of ``cfg``'s formats from the weights (shifts must already be set)."""
+    """Fill every ring of ``cfg``'s formats (shifts must already be set). An accumulator
+    that only a requant reads (Q/K/V, FFN1, pooler) lives in exactly the c + index bits the
+    requant indexes: higher bits never reach its output (an index beyond the table wraps in
+    the reference too). The others (attention output and FFN2 with their residuals, the
+    classifier's logits) hold their worst case over every int8 input, from the weights."""
 
     def wf(name):
         return tensors[name + ".w"].astype(np.int64) * tensors[name + ".m"].astype(np.int64)
@@ -255,16 +259,16 @@ def with_rings(cfg: QBertConfig, tensors: dict[str, np.ndarray]) -> QBertConfig:
     lfs = []
     for i, lf in enumerate(cfg.layer_formats):
         p, d = f"layer{i}.", cfg.hidden
-        rq = max(ring(p + n, lf.c_qkv + cfg.idx_bits) for n in "qkv")
+        rq = lf.c_qkv + cfg.idx_bits
         ra = ring(p + "o", ln_need(d, lf.ln1), ACT_MAX << lf.t_attn)
-        r1 = ring(p + "f1", lf.c_ffn1 + cfg.gelu_in.bits)
+        r1 = lf.c_ffn1 + cfg.gelu_in.bits
         # one spare bit: extend_bounded needs |x| < 2^(ring - 2)
         r2 = ring(p + "f2", 2, ACT_MAX << lf.t_ffn2, spare=1)
         lfs.append(replace(lf, ring_qkv=rq, ring_attn=ra, ring_ffn1=r1, ring_ffn2=r2))
     h = cfg.head
     head = replace(
         h,
-        ring_pool=ring("pooler", h.c_pool + cfg.tanh_in.bits),
+        ring_pool=h.c_pool + cfg.tanh_in.bits,
         ring_cls=ring("classifier", 2),
     )
     return replace(cfg, layer_formats=tuple(lfs), head=head)

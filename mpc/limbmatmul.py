@@ -433,7 +433,7 @@ def _limbs(
         # signed words (an owner's int8 weight): the centred limb of [0, t) is x itself
         _int_limb_kernel(np.ascontiguousarray(x).reshape(nb, nr, nc), buf, inner_rows)
         return buf.reshape(*lead, *buf.shape[1:])
-    x3 = np.ascontiguousarray(_to_u64(x)).reshape(nb, nr, nc)
+    x3 = np.ascontiguousarray(x if x.dtype.kind == "u" else _to_u64(x)).reshape(nb, nr, nc)
     lo = np.array([r[0] for r in slots], dtype=np.int64)
     clo = [_centre_consts(r[0]) for r in slots]
     chi = [_centre_consts(r[1]) for r in slots]
@@ -521,8 +521,8 @@ def matmul(a, b, r, *, using: Plan | None = None, b_bits: int | None = None) -> 
     k = _k_of(r)
     a = _to_u64(np.asarray(a))
     b = np.asarray(b)
-    if b_bits is None or b.dtype.kind != "i":  # narrow signed b is read as is (``_limbs``)
-        b = _to_u64(b)
+    if not (b.dtype.kind == "u" or (b_bits is not None and b.dtype.kind == "i")):
+        b = _to_u64(b)  # unsigned words and narrow signed ones are read as is (``_limbs``)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul: input operand does not have enough dimensions")
     squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1

@@ -157,7 +157,8 @@ class PrivateWeight:
     Owner: ``w`` = W (or W_int with ``scale`` = m for W = W_int diag(m)) and ``bits``, the
     signed width of ``w``'s entries (an owner's narrow signed integers stay in their dtype,
     e.g. int8: 8x less memory, and the limb product reads them directly); other computing
-    party: ``w`` = dW = W - a; P0: ``w`` = a (uint64 words of the ring)."""
+    party: ``w`` = dW = W - a; P0: ``w`` = a (ring elements as uint32 words for rings up to
+    Z_2^32, else uint64)."""
 
     __slots__ = (
         "weight_id", "ring", "shape", "owner", "session", "rank", "w", "scale", "bits", "serial"
@@ -169,8 +170,9 @@ class PrivateWeight:
     ):  # fmt: skip
         # frozen; a private copy unless the caller hands over a fresh array (``own``):
         # copying BERT-base's 85 M words costs ~1 s of page faults per party
-        narrow = bits is not None and np.asarray(w).dtype.kind == "i"
-        dt = np.asarray(w).dtype if narrow else U64
+        dt = np.asarray(w).dtype
+        if not ((bits is not None and dt.kind == "i") or dt == np.uint32):
+            dt = U64
         w = np.asarray(w, dtype=dt) if own else np.array(w, dtype=dt)
         w.setflags(write=False)
         if scale is not None:
@@ -229,13 +231,14 @@ def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None, scale=None)
     rt.stash["weights_prepared"] = serial + 1
     wid = name if name is not None else f"w{serial}"
     a = rt.private_random(r, shape, owner)
+    word = np.uint32 if r.k <= 32 else U64  # the non-owners' words: half the memory
     if rt.is_dealer:
-        held, scale = a, None
+        held, scale = a.astype(word, copy=False), None
     elif rt.rank == owner:
         rt.send([(r, r.sub(full, a))])
         held = w
     else:
-        (held,) = rt.recv([(r, shape)])
+        (held,) = rt.recv([(r, shape)], word)
         scale = None
     fresh = rt.rank != owner or held.dtype == U64  # not the caller's narrow array
     return PrivateWeight(

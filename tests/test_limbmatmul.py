@@ -244,6 +244,24 @@ def test_narrow_b_signed_words_exact(k, dt, bb, n, batch, seed):
     assert np.array_equal(got, matmul_reference(a, ring(k).reduce(w), ring(k)))
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    k=st.integers(1, 32),
+    dt=st.sampled_from([np.uint8, np.uint16, np.uint32]),
+    n=st.sampled_from([1, 7, 300, 3072]),
+    seed=st.integers(0, 2**32),
+)
+def test_unsigned_words_read_as_is(k, dt, n, seed):
+    # a non-owner's weight over Z_2^k (k <= 32) kept as uint32 words
+    rng = np.random.default_rng(seed)
+    k = min(k, 8 * np.dtype(dt).itemsize)
+    a = _rand(rng, k, (3, n))
+    w = _rand(rng, k, (n, 4)).astype(dt)
+    got = matmul(a, w, ring(k))
+    assert got.dtype == np.uint64
+    assert np.array_equal(got, matmul_reference(a, w.astype(np.uint64), ring(k)))
+
+
 def test_narrow_b_plans_fewer_gemms():
     # the owner's product with an int8 weight: one GEMM up to k = 45 - 8 at n = 768
     for k in (20, 33, 37):

@@ -62,7 +62,7 @@ def _bigger(t, k, v):
         lambda t: _bigger(t, "layer0.q.w", t["layer0.q.w"].astype(np.int16) * 2),
         lambda t: _bigger(t, "layer0.f1.w", t["layer0.f1.w"][:, :-1]),
         lambda t: _bigger(t, "layer1.ln2.g", np.full_like(t["layer1.ln2.g"], 1 << 20)),
-        lambda t: _bigger(t, "pooler.b", t["pooler.b"] + (1 << 40)),  # rings no longer cover
+        lambda t: _bigger(t, "layer0.f2.b", t["layer0.f2.b"] + (1 << 40)),  # rings do not cover
         lambda t: t.pop("classifier.m"),
     ],
 )
@@ -95,13 +95,24 @@ def test_rings_cover_worst_case(tiny):
     cfg = tiny.config
     for name in cfg.linears():
         b = linear_bound(tiny.weight(name), tiny.bias(name))
-        assert bits_for(b) <= cfg.ring_of(name) <= 64
+        if name.split(".")[-1] in ("q", "k", "v", "f1", "pooler"):  # read by a requant only
+            lf = cfg.layer_formats[int(name[5])] if name != "pooler" else None
+            c, bits = (
+                (cfg.head.c_pool, cfg.tanh_in.bits)
+                if lf is None
+                else (lf.c_ffn1, cfg.gelu_in.bits)
+                if name.endswith("f1")
+                else (lf.c_qkv, cfg.idx_bits)
+            )
+            assert cfg.ring_of(name) == c + bits  # exactly the bits its requant indexes
+        else:
+            assert bits_for(b) <= cfg.ring_of(name) <= 64
     # a worst-case input (signs aligned with the largest column) does not wrap
-    w = tiny.weight("layer0.f1")
+    w = tiny.weight("layer0.f2")
     j = int(np.abs(w).sum(axis=0).argmax())
     x = np.where(w[:, j] >= 0, 127, -128)[None, :]
-    acc = exact_matmul(x, w)[0, j] + tiny.bias("layer0.f1")[j]
-    assert abs(int(acc)) < 1 << (cfg.layer_formats[0].ring_ffn1 - 1)
+    acc = exact_matmul(x, w)[0, j] + tiny.bias("layer0.f2")[j]
+    assert abs(int(acc)) < 1 << (cfg.layer_formats[0].ring_ffn2 - 1)
 
 
 def test_random_model_deterministic_and_public_config():
