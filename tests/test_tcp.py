@@ -529,3 +529,26 @@ def test_parse_header_roundtrip(kind, peer, receiver, session, seq, clock, spec,
             parse_header(h.pack(), peer)
     else:
         assert parse_header(h.pack(), peer) == h
+
+
+def test_dealer_frames_read_ahead_within_budget_unless_waiting_elsewhere(opened):
+    # P2 holds at most ~budget bytes of P0's frames while its program computes; once it
+    # waits on P1, its receiver reads on (P0 never stalls behind a party waiting on P1)
+    addrs = addresses()
+    ts = build(opened, addrs, {0: {}, 1: {}, 2: {}})
+    p2 = ts[2]
+    p2.dealer_budget = 3000
+    frames = [frame(0, 2, i, bytes([i]) * 1000, kind=KIND_OFFLINE) for i in range(1, 9)]
+    sender = threading.Thread(target=lambda: [ts[0].send(2, f) for f in frames], daemon=True)
+    sender.start()
+    time.sleep(0.5)
+    link = p2._links[0]
+    held = link.queued
+    assert 0 < held <= 3000 + len(frames[0])  # held back (TCP buffers keep the rest)
+    threading.Timer(0.5, lambda: ts[1].send(2, frame(1, 2, 1, b"x"))).start()
+    assert p2.recv(1, timeout=5) == frame(1, 2, 1, b"x")
+    assert link.queued == sum(len(f) for f in frames)  # read on while P2 waited on P1
+    got = [p2.recv(0, timeout=5) for _ in frames]  # in order, all of them
+    assert got == frames
+    sender.join(5)
+    assert link.queued == 0
