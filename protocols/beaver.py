@@ -51,6 +51,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from numba import njit
 
 from mpc.cost import Cost, msg
 from mpc.limbmatmul import matmul as ring_matmul
@@ -215,18 +216,13 @@ def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None, scale=None)
             raise ShapeMismatch(f"weight of shape {w.shape}, declared {shape}")
         if w.dtype.kind in "iu" and w.dtype != U64 and w.size:
             bits = signed_width(int(w.min()), int(w.max()))
-        wr = r.reduce(w)
         if bits is None or w.dtype.kind != "i":
-            w = wr
+            w = r.reduce(w)
         if scale is not None:
             scale = np.asarray(scale)
             if scale.shape != shape[1:] or scale.dtype.kind not in "iu":
                 raise ShapeMismatch(f"scale must be integers of shape ({shape[1]},)")
             scale = r.reduce(scale)
-            full = r.mul(wr, scale[None, :])
-        else:
-            full = wr
-        del wr
     serial = rt.stash.get("weights_prepared", 0)  # the same on every party: one order
     rt.stash["weights_prepared"] = serial + 1
     wid = name if name is not None else f"w{serial}"
@@ -235,7 +231,8 @@ def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None, scale=None)
     if rt.is_dealer:
         held, scale = a.astype(word, copy=False), None
     elif rt.rank == owner:
-        rt.send([(r, r.sub(full, a))])
+        ones = np.ones(shape[1], dtype=U64)
+        rt.send([(r, _masked_weight(w, ones if scale is None else scale, a, U64(r.mask)))])
         held = w
     else:
         (held,) = rt.recv([(r, shape)], word)
@@ -244,6 +241,16 @@ def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None, scale=None)
     return PrivateWeight(
         wid, r, shape, owner, rt.session, rt.rank, held, scale, bits, serial, own=fresh
     )
+
+
+@njit(cache=True, nogil=True)
+def _masked_weight(w, m, a, mask):  # pragma: no cover - numba
+    """(w diag(m) - a) mod 2^k in one pass (w: any integer words, read two's complement)."""
+    out = np.empty(a.shape, dtype=np.uint64)
+    for i in range(w.shape[0]):
+        for j in range(w.shape[1]):
+            out[i, j] = (np.uint64(np.int64(w[i, j])) * m[j] - a[i, j]) & mask
+    return out
 
 
 def _check_linear(rt, x: Shared, pws: Sequence[PrivateWeight]) -> Ring:
