@@ -14,8 +14,12 @@ Reported per model and mode: wall (end to end incl. process start-up), online se
 per-query scopes), the once-per-model weight preparation (``weights_s``) and P1's
 input-independent pre-query products (``precompute_s``, before each query), offline
 seconds, online bytes sent per party, helper material, rounds, and the per-layer
-breakdown (``layer{i}`` scopes). A model whose declared material does not fit the free
-memory and disk is skipped with the reason. JSON + Markdown in ``--out``.
+breakdown (``layer{i}`` scopes), and each party's CPU seconds (user + system of its timed
+program: on two cores, what bounds a 3-party wall). Every model and mode runs
+``--repeats`` times (modes interleaved): times are medians with the range beside them,
+the per-scope table is the run of median inference time. A model whose declared
+material does not fit the free memory and disk is skipped with the reason. JSON +
+Markdown in ``--out``.
 
     python -m benchmarks.bench_bert                      # MiniLM and BERT-base, both modes
     python -m benchmarks.bench_bert --only minilm --modes 3party
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 
@@ -101,6 +106,7 @@ def measure(name: str, mode: str, timeout: float) -> dict:
         "material_GB": round(sum(total["offline_bytes"]) / 1e9, 3),
         "rounds": total["rounds"],
         "exact": out["result"].get("matches_plaintext"),
+        **{f"cpu_{p}": round(sum(c), 2) for p, c in out["cpu_seconds"].items() if c},
     }
     layers = [
         {
@@ -118,6 +124,27 @@ def measure(name: str, mode: str, timeout: float) -> dict:
     return {"row": row, "layers": layers}
 
 
+TIMES = ("wall_s", "online_s", "inference_s", "weights_s", "precompute_s", "helper_s")
+TIMES += ("offline_s", "cpu_P0", "cpu_P1", "cpu_P2")
+
+
+def median_run(runs: list[dict]) -> dict:
+    """One row for repeated runs: each time its median (wall and inference with their
+    range), everything else (bytes, rounds: the same every run) and the per-scope table
+    from the run of median inference time."""
+    mid = sorted(runs, key=lambda m: m["row"]["inference_s"])[(len(runs) - 1) // 2]
+    row = dict(mid["row"], runs=len(runs))
+    for col in TIMES:
+        vals = [m["row"][col] for m in runs if m["row"].get(col) is not None]
+        if vals:
+            row[col] = round(statistics.median(vals), 2)
+    for col in ("wall_s", "inference_s"):
+        vals = [m["row"][col] for m in runs]
+        row[col.replace("_s", "_range")] = f"{min(vals):.2f}-{max(vals):.2f}"
+    row["exact"] = all(m["row"]["exact"] for m in runs)
+    return {"row": row, "layers": mid["layers"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m benchmarks.bench_bert",
@@ -130,23 +157,36 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--timeout", type=float, default=600.0, help="per-party peer timeout (s)")
     ap.add_argument("--out", default="benchmarks/results", help="output folder")
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="runs per model and mode (medians; default 3)"
+    )
     args = ap.parse_args(argv)
+    if args.repeats < 1:
+        ap.error("--repeats must be at least 1")
     rows, layers, skipped = [], [], {}
     for name in args.only:
         material = declared_material(MODELS[name])
+        modes = []
         for mode in args.modes:
             why = fits(material, mode)
             if why:
                 skipped[f"{name} {mode}"] = why
                 rows.append({"section": "models", "model": name, "mode": mode, "skipped": why})
                 print(f"{name} {mode}: skipped ({why})", file=sys.stderr)
-                continue
-            print(f"{name} {mode} ...", file=sys.stderr)
-            m = measure(name, mode, args.timeout)
+            else:
+                modes.append(mode)
+        runs: dict[str, list] = {mode: [] for mode in modes}
+        for i in range(args.repeats):
+            for mode in modes:
+                print(f"{name} {mode} run {i + 1}/{args.repeats} ...", file=sys.stderr)
+                runs[mode].append(measure(name, mode, args.timeout))
+        for mode in modes:
+            m = median_run(runs[mode])
             rows.append(m["row"])
             layers += m["layers"]
-    cols = ["model", "scope", "mode", "seconds", "wall_s", "online_s", "inference_s"]
-    cols += ["weights_s", "precompute_s", "helper_s", "offline_s"]
+    cols = ["model", "scope", "mode", "runs", "seconds", "wall_s", "wall_range", "online_s"]
+    cols += ["inference_s", "inference_range", "weights_s", "precompute_s", "helper_s"]
+    cols += ["offline_s", "cpu_P0", "cpu_P1", "cpu_P2"]
     cols += ["P1_MB", "P2_MB", "material_GB", "material_MB", "rounds", "exact", "skipped"]
     md = write_results(
         "bench_bert",
