@@ -158,8 +158,8 @@ class PrivateWeight:
     Owner: ``w`` = W (or W_int with ``scale`` = m for W = W_int diag(m)) and ``bits``, the
     signed width of ``w``'s entries (an owner's narrow signed integers stay in their dtype,
     e.g. int8: 8x less memory, and the limb product reads them directly); other computing
-    party: ``w`` = dW = W - a; P0: ``w`` = a (ring elements as uint32 words for rings up to
-    Z_2^32, else uint64)."""
+    party: ``w`` = dW = W - a; P0: ``w`` = a (both as uint32 words for rings up to Z_2^32,
+    else uint64)."""
 
     __slots__ = (
         "weight_id", "ring", "shape", "owner", "session", "rank", "w", "scale", "bits", "serial"
