@@ -302,7 +302,9 @@ def plan(
 def _limb_kernel(x, out, chunk_rows, slot_major, lo, mlo, hlo, mhi, hhi):  # pragma: no cover
     """Limbs of x for bit ranges [lo_s, hi_s), inner dimension chunked, as float64.
 
-    x: (Bt, R, C) uint64, C-contiguous. out: C-contiguous float64, (Bt, nq, ns, Rc, Cc) if
+    x: (Bt, R, C) integer words (uint64, or narrower / signed ones read as their value
+    mod 2^64: an owner's int8 weight, uint32 masks), C-contiguous. out: C-contiguous
+    float64, (Bt, nq, ns, Rc, Cc) if
     slot_major else (Bt, nq, Rc, ns, Cc). The inner dimension is R (chunk_rows, operand B)
     or C (operand A), cut into nq chunks of length Rc or Cc and zero-padded. Limb s is
     ((c_hi - c_lo) >> lo[s]) with c_t = ((x + h_t) & m_t) - h_t in wrapping uint64
@@ -330,32 +332,11 @@ def _limb_kernel(x, out, chunk_rows, slot_major, lo, mlo, hlo, mhi, hhi):  # pra
                         sh = lo[s]
                         ml, hl, mh, hh = mlo[s], hlo[s], mhi[s], hhi[s]
                         for cc in range(valid):
-                            u = xrow[cc]
+                            u = np.uint64(np.int64(xrow[cc]))  # sign-extends int words
                             d = (((u + hh) & mh) - hh) - (((u + hl) & ml) - hl)
                             row[cc] = np.float64(np.int64(d) >> sh)
                     for cc in range(max(valid, 0), ncc):
                         row[cc] = 0.0
-
-
-@njit(cache=True, nogil=True)
-def _int_limb_kernel(x, out, chunk_rows):  # pragma: no cover - numba
-    """``_limb_kernel`` for one slot [0, t) of signed integers x (Bt, R, C) with
-    |x| < 2^(t-1): out (Bt, nq, [1,] Rc, Cc) = x as float64, chunked and zero-padded."""
-    nb, nq = out.shape[0], out.shape[1]
-    o = out.reshape(nb, nq, out.shape[-2], out.shape[-1])
-    nrc, ncc = o.shape[2], o.shape[3]
-    nr_x, nc_x = x.shape[1], x.shape[2]
-    for b in range(nb):
-        for q in range(nq):
-            for rr in range(nrc):
-                r = q * nrc + rr if chunk_rows else rr
-                c0 = 0 if chunk_rows else q * ncc
-                valid = 0 if r >= nr_x else min(ncc, nc_x - c0)
-                row = o[b, q, rr]
-                for cc in range(max(valid, 0)):
-                    row[cc] = np.float64(x[b, r, c0 + cc])
-                for cc in range(max(valid, 0), ncc):
-                    row[cc] = 0.0
 
 
 @njit(cache=True, nogil=True)
@@ -429,11 +410,7 @@ def _limbs(
         buf = _buffer(role, (nb, chunks, ns, rc, cc))
     else:
         buf = _buffer(role, (nb, chunks, rc, ns, cc))
-    if x.dtype.kind == "i" and ns == 1 and slots[0][0] == 0 and slots[0][1] >= 8 * x.itemsize:
-        # signed words (an owner's int8 weight): the centred limb of [0, t) is x itself
-        _int_limb_kernel(np.ascontiguousarray(x).reshape(nb, nr, nc), buf, inner_rows)
-        return buf.reshape(*lead, *buf.shape[1:])
-    x3 = np.ascontiguousarray(x if x.dtype.kind == "u" else _to_u64(x)).reshape(nb, nr, nc)
+    x3 = np.ascontiguousarray(x if x.dtype.kind in "iu" else _to_u64(x)).reshape(nb, nr, nc)
     lo = np.array([r[0] for r in slots], dtype=np.int64)
     clo = [_centre_consts(r[0]) for r in slots]
     chi = [_centre_consts(r[1]) for r in slots]
@@ -521,8 +498,8 @@ def matmul(a, b, r, *, using: Plan | None = None, b_bits: int | None = None) -> 
     k = _k_of(r)
     a = _to_u64(np.asarray(a))
     b = np.asarray(b)
-    if not (b.dtype.kind == "u" or (b_bits is not None and b.dtype.kind == "i")):
-        b = _to_u64(b)  # unsigned words and narrow signed ones are read as is (``_limbs``)
+    if b.dtype.kind not in "iu":
+        b = _to_u64(b)  # integer words of any width are read as is (``_limb_kernel``)
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError("matmul: input operand does not have enough dimensions")
     squeeze_a, squeeze_b = a.ndim == 1, b.ndim == 1
