@@ -166,19 +166,9 @@ def base_classifier(num_labels: int = len(LABELS)) -> BertForSequenceClassificat
     return model
 
 
-def load_classifier(
-    delta: str | os.PathLike[str] = DEFAULT_DELTA,
-) -> tuple[BertForSequenceClassification, PreTrainedTokenizerBase]:
-    """The fine-tuned sentiment classifier (fp32, eval mode) and its tokenizer, fully offline.
-
-    Loads the pip-installed base weights, checks them against the sha256 recorded in the
-    delta's ``meta.json`` (raises :class:`BaseMismatch` otherwise), and merges the delta.
-    Label 0 is negative, 1 positive.
-    """
-    import torch  # here, not at import: the parties read digests without loading torch
-    from safetensors import safe_open
-
-    delta = Path(delta)
+def _checked_meta(delta: Path) -> dict[str, Any]:
+    """The delta's meta.json, after checking the delta file and that the installed base is
+    the one it was trained on (:class:`BaseMismatch` otherwise)."""
     if not delta.is_file():
         raise CheckpointError(f"delta {delta} not found (run models/train_sentiment.py)")
     meta = load_meta(delta)
@@ -197,37 +187,63 @@ def load_classifier(
             f"{delta} has sha256 {digest} but {meta_path(delta)} expects "
             f"{meta['delta']['sha256']} (is it a git-lfs pointer or a partial file?)"
         )
+    return meta
 
-    torch_state = torch.get_rng_state()
-    try:
-        torch.manual_seed(0)  # the head is overwritten below; keep the caller's RNG untouched
-        model = base_classifier(num_labels=int(meta["num_labels"]))
-    finally:
-        torch.set_rng_state(torch_state)
 
+def classifier_state(delta: str | os.PathLike[str] = DEFAULT_DELTA) -> dict[str, Any]:
+    """The fine-tuned classifier's fp32 state dict under ``BertForSequenceClassification``'s
+    names (``bert.*``, ``classifier.*``): the checked base weights plus the delta (residuals
+    added, new tensors set), without importing transformers."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    delta = Path(delta)
+    meta = _checked_meta(delta)
+    base = load_file(str(base_model_path() / BASE_WEIGHTS))
+    state = {"bert." + k: v.float() for k, v in base.items() if k not in _IGNORED_BASE_KEYS}
+    d, labels = state["bert.pooler.dense.bias"].shape[0], int(meta["num_labels"])
+    head = {"classifier.weight": (labels, d), "classifier.bias": (labels,)}
     add, put = set(meta["delta"]["add"]), set(meta["delta"]["set"])
-    state = model.state_dict()
     with safe_open(str(delta), framework="pt") as f:
         keys = set(f.keys())
         if keys != add | put or add & put:
             raise CheckpointError(f"{delta}: tensor names disagree with {meta_path(delta)}")
-        head = {k for k in state if k.startswith("classifier.")}
-        if not head <= put:
+        if not set(head) <= put:
             raise CheckpointError(f"{delta} does not provide the classifier head {sorted(head)}")
-        with torch.no_grad():
-            for key in sorted(keys):
-                if key not in state:
-                    raise CheckpointError(f"{delta}: unknown tensor {key}")
-                t = f.get_tensor(key)
-                if t.shape != state[key].shape:
-                    raise CheckpointError(f"{delta}: {key} has shape {tuple(t.shape)}")
-                t = t.to(state[key].dtype)
-                if key in add:
-                    state[key].add_(t)
-                else:
-                    state[key].copy_(t)
+        for key in sorted(keys):
+            shape = tuple(state[key].shape) if key in state else head.get(key)
+            if shape is None:
+                raise CheckpointError(f"{delta}: unknown tensor {key}")
+            t = f.get_tensor(key).float()
+            if tuple(t.shape) != shape:
+                raise CheckpointError(f"{delta}: {key} has shape {tuple(t.shape)}")
+            state[key] = state[key] + t if key in add else t
+    return state
+
+
+def load_classifier(
+    delta: str | os.PathLike[str] = DEFAULT_DELTA,
+) -> tuple[BertForSequenceClassification, PreTrainedTokenizerBase]:
+    """The fine-tuned sentiment classifier (fp32, eval mode) and its tokenizer, fully offline.
+
+    Loads the pip-installed base weights, checks them against the sha256 recorded in the
+    delta's ``meta.json`` (raises :class:`BaseMismatch` otherwise), and merges the delta
+    (``classifier_state``). Label 0 is negative, 1 positive.
+    """
+    import torch  # here, not at import: the parties read digests without loading torch
+
+    state = classifier_state(delta)
+    torch_state = torch.get_rng_state()
+    try:
+        torch.manual_seed(0)  # the head is overwritten below; keep the caller's RNG untouched
+        model = base_classifier(num_labels=state["classifier.bias"].shape[0])
+    finally:
+        torch.set_rng_state(torch_state)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(f"classifier state: missing {missing}, unexpected {unexpected}")
     model.eval()
-    return model, load_tokenizer(path)
+    return model, load_tokenizer(base_model_path())
 
 
 def predict(

@@ -170,15 +170,15 @@ def _plaintext(args, res: dict) -> dict:
     from models.saved import DEFAULT_NAME
 
     cfg, folder = _config(args)
-    x, mask, _ = _client_input(args, cfg, folder, res["seq_len"])
+    L = res["seq_len"]
+    x, mask, _ = _client_input(args, cfg, folder, L)
     out = _compare(res, reference_logits(_params(args), cfg, x, mask))
-    if args.model == DEFAULT_NAME:
-        from models.checkpoint import load_classifier
-        from models.evaluate import float_predictions
+    if args.model == DEFAULT_NAME:  # torch only: no transformers import (~2 s)
+        from models.checkpoint import classifier_state
+        from models.floatbert import logits
 
-        model, tok = load_classifier()
-        pred, _ = float_predictions(model, tok, [args.text], res["seq_len"])
-        out["float_prediction"] = int(pred[0])
+        tok = _client(folder).tokenizer
+        out["float_prediction"] = int(logits(classifier_state(), tok, [args.text], L)[0].argmax())
     return out
 
 
