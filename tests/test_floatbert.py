@@ -3,7 +3,6 @@ classifier's state gives the transformers model's logits (to float32 rounding) a
 same predictions; ``classifier_state`` is exactly the state ``load_classifier`` loads."""
 
 import numpy as np
-import pytest
 import torch
 
 from models import checkpoint
@@ -20,26 +19,18 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def hf():
-    try:
-        return checkpoint.load_classifier()
-    except checkpoint.CheckpointError as e:
-        pytest.skip(f"models.checkpoint.load_classifier unavailable: {e}")
-
-
-def test_state_is_what_load_classifier_loads(hf):
-    model, _ = hf
+def test_state_is_what_load_classifier_loads(minilm):
+    model, _ = minilm
     state = checkpoint.classifier_state()
     want = model.state_dict()
     assert set(state) == set(want)
     assert all(torch.equal(state[k], want[k]) for k in want)
 
 
-def test_torch_forward_matches_transformers(hf):
+def test_torch_forward_matches_transformers(minilm):
     from models.data import uci_sentences
 
-    model, tok = hf
+    model, tok = minilm
     texts = TEXTS + [s[0] for s in uci_sentences()[:200]]
     state = checkpoint.classifier_state()
     for L in (8, 32):

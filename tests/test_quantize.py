@@ -185,16 +185,6 @@ OBVIOUS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    from models import checkpoint
-
-    try:
-        return checkpoint.load_classifier()
-    except checkpoint.CheckpointError as e:
-        pytest.skip(f"models.checkpoint.load_classifier unavailable: {e}")
-
-
 def test_minilm_w8a8_agrees_with_float_on_obvious_sentences(minilm):
     model, tok = minilm
     calib = [
