@@ -133,24 +133,31 @@ def load_tokenizer(path: Path | None = None) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(str(path or base_model_path()), local_files_only=True)
 
 
-def base_classifier(num_labels: int = len(LABELS)) -> BertForSequenceClassification:
-    """A ``BertForSequenceClassification`` holding the base weights and a freshly initialised head.
-
-    The head is initialised from torch's global RNG (seed it for reproducibility).
-    """
+def _classifier_shell(num_labels: int) -> BertForSequenceClassification:
+    """A ``BertForSequenceClassification`` of the base model's shape, randomly initialised
+    from torch's global RNG."""
     _offline()
-    from safetensors.torch import load_file
     from transformers import BertConfig, BertForSequenceClassification
 
-    path = base_model_path()
     config = BertConfig.from_pretrained(
-        str(path),
+        str(base_model_path()),
         local_files_only=True,
         num_labels=num_labels,
         id2label=dict(enumerate(LABELS[:num_labels])),
         label2id={name: i for i, name in enumerate(LABELS[:num_labels])},
     )
-    model = BertForSequenceClassification(config)
+    return BertForSequenceClassification(config)
+
+
+def base_classifier(num_labels: int = len(LABELS)) -> BertForSequenceClassification:
+    """A ``BertForSequenceClassification`` holding the base weights and a freshly initialised head.
+
+    The head is initialised from torch's global RNG (seed it for reproducibility).
+    """
+    from safetensors.torch import load_file
+
+    path = base_model_path()
+    model = _classifier_shell(num_labels)
     prefix = model.base_model_prefix + "."
     base = {
         prefix + k: v
@@ -235,8 +242,8 @@ def load_classifier(
     state = classifier_state(delta)
     torch_state = torch.get_rng_state()
     try:
-        torch.manual_seed(0)  # the head is overwritten below; keep the caller's RNG untouched
-        model = base_classifier(num_labels=state["classifier.bias"].shape[0])
+        torch.manual_seed(0)  # every tensor is overwritten below; keep the caller's RNG
+        model = _classifier_shell(num_labels=state["classifier.bias"].shape[0])
     finally:
         torch.set_rng_state(torch_state)
     missing, unexpected = model.load_state_dict(state, strict=False)
