@@ -35,6 +35,9 @@ one-time padded by fresh dealer bits, so the view is uniform in both forms.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 import numpy as np
 from numba import njit
 
@@ -146,20 +149,22 @@ def _rot_dot_kernel(e, sh, planes, N, out):  # pragma: no cover - numba
             out[i, k] = parity(acc)
 
 
-def dot_bits(e: np.ndarray, sh: np.ndarray, tabs, hb: int) -> np.ndarray:
-    """(n, K) XOR shares of the output bits of xor_v D_v(sh[:, v]) (see module doc)."""
-    n, K, N = e.shape[0], sum(m for _, m, _, _ in tabs), 1 << hb
+def dot_bits(e: np.ndarray, sh: np.ndarray, planes: np.ndarray, hb: int) -> np.ndarray:
+    """(n, K) XOR shares of the output bits of xor_v D_v(sh[:, v]) (see module doc), for
+    the K bit planes ``table_planes`` packed."""
+    n, N = e.shape[0], 1 << hb
     sh = (np.asarray(sh, dtype=U64) % U64(N)).astype(np.int64).reshape(n, -1)
-    out = np.empty((n, K), dtype=np.uint8)
-    _rot_dot_kernel(e, sh, table_planes(tabs, hb), N, out)
+    out = np.empty((n, planes.shape[0]), dtype=np.uint8)
+    _rot_dot_kernel(e, sh, planes, N, out)
     return out
 
 
-def slot_bits(e: np.ndarray, dh: np.ndarray, tabs, hb: int) -> np.ndarray:
+def slot_bits(e: np.ndarray, dh: np.ndarray, planes: np.ndarray, hb: int) -> np.ndarray:
     """(2, n, K) XOR shares of both requant candidates y_t' = D_0(dh + t') xor
     D_1(dh + 1 - t') (see module doc)."""
     dh = dh.astype(np.int64)
-    return np.stack([dot_bits(e, np.stack([dh + t, dh + 1 - t], axis=1), tabs, hb) for t in (0, 1)])
+    sh = [np.stack([dh + t, dh + 1 - t], axis=1) for t in (0, 1)]
+    return np.stack([dot_bits(e, x, planes, hb) for x in sh])
 
 
 # -- dealing --------------------------------------------------------------------------------
@@ -171,20 +176,41 @@ def _width_groups(layout):
     return groups
 
 
-def deal_b2a(rt, s, n: int, layout, slots: int = 2) -> dict | None:
-    """Arithmetic shares of the mask bits s (P0: (slots, n, K) 0/1) per ring width: one
-    message per width of shape (slots, n, cols) (``Runtime.dealer_shared``). P1 and P2 keep
-    their shares as drawn / unpacked words of the width's narrow dtype, unreduced: a share
-    over Z_2^(M-j) is only used times 2^j mod 2^M, where bits above M - j vanish."""
-    out = {}
+def _word_groups(layout) -> list[tuple[np.dtype, list[tuple[int, list[int]]], list[int]]]:
+    """The arithmetic columns by word type: [(dtype, [(ring width, columns)], columns)],
+    each word type's widths side by side (narrow to wide), as ``deal_b2a`` lays them out."""
+    by: dict = {}
     for w, cols in sorted(_width_groups(layout).items()):
-        shape, dt = (slots, n, len(cols)), draw_dtype(ring(w))
-        if rt.is_dealer:
-            rt.dealer_shared(ring(w), shape, s[:, :, cols])
-        elif rt.rank == 1:  # the words dealer_shared's P1 share is reduced from
-            out[w] = (cols, rt.prg(0).words(dt, shape))
-        else:
-            out[w] = (cols, rt.take(ring(w), shape, dt))
+        by.setdefault(draw_dtype(ring(w)), []).append((w, cols))
+    return [(dt, g, [c for _, cs in g for c in cs]) for dt, g in by.items()]
+
+
+def deal_b2a(rt, s, n: int, layout, slots: int = 2) -> list | None:
+    """Arithmetic shares of the mask bits s (P0: (slots, n, K) 0/1): per word type one
+    (slots, n, cols) array of shares, the columns of its ring widths side by side
+    (``_word_groups``), so a kernel makes one pass per word type. P1 draws each array
+    from its seed in one piece; P2 gets one correction message per ring width (packed to
+    that width) and unpacks it into its columns. Shares stay unreduced words: a share over
+    Z_2^(M-j) is only used times 2^j mod 2^M, where bits above M - j vanish. P1/P2 get
+    [(columns, shares)]."""
+    out = []
+    for dt, widths, cols in _word_groups(layout):
+        shape = (slots, n, len(cols))
+        if rt.rank == 1:
+            out.append((cols, rt.prg(0).words(dt, shape)))
+            continue
+        p1 = rt.prg(1).words(dt, shape) if rt.is_dealer else None
+        sh = None if rt.is_dealer else np.empty(shape, dtype=dt)
+        lo = 0
+        for w, cs in widths:
+            hi = lo + len(cs)
+            if rt.is_dealer:  # P1's words mod 2^w (pack keeps the low w bits)
+                rt.deal(2, ring(w), np.subtract(s[:, :, cs], p1[:, :, lo:hi], dtype=dt))
+            else:
+                sh[:, :, lo:hi] = rt.take(ring(w), (slots, n, len(cs)), dt)
+            lo = hi
+        if sh is not None:
+            out.append((cols, sh))
     return None if rt.is_dealer else out
 
 
@@ -207,22 +233,7 @@ def _b2a_kernel(o, t, sh, cols, tab, pos, neg, public, accs):  # pragma: no cove
             accs[i, tab[c]] += v
 
 
-def _merged(arith: dict) -> list[tuple[list[int], np.ndarray]]:
-    """The per-width share groups of ``deal_b2a`` joined per word type, so that a kernel
-    makes one pass over the elements per word type instead of one per ring width."""
-    by: dict = {}
-    for cols, sh in arith.values():
-        by.setdefault(sh.dtype, []).append((cols, sh))
-    return [
-        (
-            [c for cs, _ in g for c in cs],
-            g[0][1] if len(g) == 1 else np.concatenate([a for _, a in g], axis=-1),
-        )
-        for g in by.values()
-    ]
-
-
-def _b2a_accs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict) -> np.ndarray:
+def _b2a_accs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: list) -> np.ndarray:
     """(n, tables) arithmetic share words of the selected slot's bits: o (slots, n, K)
     public bits, t (n,) public slot."""
     n = t.size
@@ -230,7 +241,7 @@ def _b2a_accs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict) -> np
     # one element's outputs side by side, in the narrowest word holding every ring (sums
     # wrap mod 2^word, a multiple of each 2^M): 31 thermometer bits over Z_2^8 take 8x less
     accs = np.zeros((n, len(tabs)), dtype=draw_dtype(ring(max(M for *_, M in tabs))))
-    for cols, sh in _merged(arith):
+    for cols, sh in arith:
         tab = np.array([layout[c][0] for c in cols], dtype=np.int64)
         pos = np.array([layout[c][1] for c in cols], dtype=np.int64)
         neg = np.array(
@@ -248,7 +259,7 @@ def _shares_of(tabs, accs: np.ndarray, shape, rank: int) -> list[Shared]:
     ]
 
 
-def b2a_outputs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: dict, shape):
+def b2a_outputs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: list, shape):
     """Arithmetic shares of the selected slot: o (slots, n, K) public bits, t (n,) public slot."""
     return _shares_of(tabs, _b2a_accs(rt, tabs, layout, o, t, arith), shape, rt.rank)
 
@@ -307,6 +318,53 @@ def difference_form(tabs, hb: int):
     return planes if _use_diff(tabs, hb, planes) else None
 
 
+@dataclass(frozen=True, eq=False)
+class TableForm:
+    """What a lookup derives from its public tables alone (``table_form``)."""
+
+    tabs: list  # [(T int64, m, signed, M)] (``_check_tables``)
+    layout: list  # arithmetic columns of the output bits (``_bit_layout``)
+    planes: list | None  # requant: the difference form's planes, None: two candidates
+    dlayout: list  # the difference form's extra columns ([] without it)
+    bits: np.ndarray  # packed bit planes dotted with the one-hot: outputs (+ indicators)
+
+
+_FORMS: dict = {}
+
+
+def _tables_key(tables, hb: int, requant: bool) -> tuple:
+    key: list = [hb, requant]
+    for item in tables:
+        t, d = np.ascontiguousarray(item[0]), item[1]
+        digest = hashlib.blake2b(t.view(np.uint8), digest_size=16).digest()
+        m = int(item[2]) if len(item) > 2 else None
+        key.append((t.dtype.str, t.shape, digest, d.k if isinstance(d, Ring) else int(d), m))
+    return tuple(key)
+
+
+def table_form(tables, hb: int, requant: bool = False) -> TableForm:
+    """The checked tables, their layout, the requant's form and packed bit planes, derived
+    once per process for each table set (the model calls the same few sets every layer:
+    numpy work per call that P0, P1 and P2 would all repeat)."""
+    key = _tables_key(tables, hb, requant)
+    form = _FORMS.get(key)
+    if form is None:
+        tabs = _check_tables(tables, hb)
+        planes = difference_form(tabs, hb) if requant else None
+        extra = [(ind, 1, False, 64) for _, _, ind in planes or []]
+        form = TableForm(
+            tabs,
+            _bit_layout(tabs),
+            planes,
+            diff_layout(tabs, planes) if planes is not None else [],
+            table_planes(tabs + extra, hb),
+        )
+        if len(_FORMS) >= 256:
+            _FORMS.clear()
+        _FORMS[key] = form
+    return form
+
+
 def _diff_bits(u: np.ndarray, beta: np.ndarray, dlayout) -> np.ndarray:
     """P0: (1, n, columns) bits of the difference form's arithmetic columns."""
     cols = [beta[:, j] if k == 0 else u & beta[:, j] if k == 1 else u for k, j, _ in dlayout]
@@ -359,7 +417,7 @@ def diff_outputs(rt, tabs, layout, planes, dlayout, o, D, t, arith, darith, shap
     t, D = t.astype(np.uint8), np.ascontiguousarray(D)
     ptab = np.array([i for i, _, _ in planes], dtype=np.int64)
     coef = np.array([v for _, v, _ in planes], dtype=U64)
-    for cols, sh in _merged(darith):
+    for cols, sh in darith:
         kind = np.array([dlayout[c][0] for c in cols], dtype=np.int64)
         idx = np.array([dlayout[c][1] for c in cols], dtype=np.int64)
         _diff_kernel(t, D, sh, kind, idx, ptab, coef, accs)
@@ -402,9 +460,8 @@ def requant_steps(
     """Step form of ``requant`` (``protocols.steps``)."""
     B = _check_acc(acc, c)
     hb, shape, n = B - c, acc.shape, acc.size
-    tabs = _check_tables(tables, hb)
-    layout = _bit_layout(tabs)
-    planes = difference_form(tabs, hb)
+    f = table_form(tables, hb, requant=True)
+    tabs, layout, planes, dlayout = f.tabs, f.layout, f.planes, f.dlayout
     diff = planes is not None
     K, Kd = len(layout), len(planes) if diff else 0
     plan = C.carry_plan(c, carry_digits, max_index_bits)
@@ -419,7 +476,6 @@ def requant_steps(
     s = rt.random_bits((1, n, K + Kd) if diff else (2, n, K))
     arith = deal_b2a(rt, s[:, :, :K], n, layout, slots=s.shape[0])
     if diff:
-        dlayout = diff_layout(tabs, planes)
         bits = _diff_bits(u.astype(np.uint8), s[0, :, K:], dlayout) if rt.is_dealer else None
         darith = deal_b2a(rt, bits, n, dlayout, slots=1)
     if rt.is_dealer:
@@ -431,10 +487,9 @@ def requant_steps(
     dh, dl = delta >> U64(c), delta & U64((1 << c) - 1)
     tsh = yield from C.carry_steps(ckey, dl)
     if diff:  # T[a] and the indicators of DT[a], a = dh + r_h: one rotation of one vector
-        pts = tabs + [(ind, 1, False, 64) for _, _, ind in planes]
-        z = dot_bits(e, dh, pts, hb) ^ s[0]
+        z = dot_bits(e, dh, f.bits, hb) ^ s[0]
     else:
-        z = slot_bits(e, dh, tabs, hb) ^ s
+        z = slot_bits(e, dh, f.bits, hb) ^ s
     to, zo = yield [(BOOL, tsh), (BOOL, z)]
     t = tsh ^ to
     o = z ^ zo
@@ -470,16 +525,15 @@ def cost_requant(
     difference form; whole words) + the arithmetic columns; 2 or 3 rounds. ``tables`` as
     for ``requant`` (the form depends on the entries)."""
     n, hb = int(np.prod(shape, dtype=np.int64)), B - c
-    tabs = _check_tables(tables, hb)
-    layout = _bit_layout(tabs)
-    planes = difference_form(tabs, hb)
+    f = table_form(tables, hb, requant=True)
+    layout, planes = f.layout, f.planes
     diff = planes is not None
     plan = C.carry_plan(c, carry_digits, max_index_bits)
     slots, K = (1, len(layout) + len(planes)) if diff else (2, 2 * len(layout))
     cc = C.cost_carry(n, c, plan)
     on = msg(ring(B), n) + cc.online[0] + msg(BOOL, n) + msg(BOOL, n * K)
     off = cc.offline[1] + msg(WORD, n * slots * -(-(1 << hb) // 64))
-    cols = [(layout, slots)] + ([(diff_layout(tabs, planes), 1)] if diff else [])
+    cols = [(layout, slots)] + ([(f.dlayout, 1)] if diff else [])
     for lay, sl in cols:
         off += sum(msg(ring(w), sl * n * len(g)) for w, g in _width_groups(lay).items())
     return Cost((on, on), (0, off), 2 + cc.rounds)
@@ -495,8 +549,8 @@ def lut(rt, x: Shared, tables, bits: int | None = None) -> list[Shared]:
     b = x.dom.k if bits is None else int(bits)
     if not 1 <= b <= min(x.dom.k, MAX_HB):
         raise ValueError(f"index of {b} bits from {x.dom!r} (one-hot limit {MAX_HB})")
-    tabs = _check_tables(tables, b)
-    layout = _bit_layout(tabs)
+    f = table_form(tables, b)
+    tabs, layout = f.tabs, f.layout
     shape, n = x.shape, x.size
     r = rt.random_shared(ring(b), shape)
     e = deal_onehot(rt, n, b, (np.zeros(n, U64), r.reshape(-1)) if rt.is_dealer else None, 1)
@@ -505,7 +559,7 @@ def lut(rt, x: Shared, tables, bits: int | None = None) -> list[Shared]:
     if rt.is_dealer:
         return [Shared.phantom(ring(M), shape) for *_, M in tabs]
     delta = C._open(rt, x.reduce(b) - r).reshape(-1)
-    z = dot_bits(e, delta, tabs, b) ^ s[0]
+    z = dot_bits(e, delta, f.bits, b) ^ s[0]
     (zo,) = rt.exchange([(BOOL, z)], np.uint8)
     o = (z ^ zo)[None]
     return b2a_outputs(rt, tabs, layout, o, np.zeros(n, dtype=U64), arith, shape)

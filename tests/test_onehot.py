@@ -188,7 +188,7 @@ def test_dot_bits_matches_definition(hb, n, V, widths, seed):
     tabs = O._check_tables([(rng.integers(0, 1 << m, N), 64) for m in widths], hb)
     e = rng.integers(0, 2**63, (n, V, Wh), dtype=np.int64).astype(np.uint64) * np.uint64(3)
     sh = rng.integers(0, 3 * N, (n, V))
-    got = O.dot_bits(e, sh, tabs, hb)
+    got = O.dot_bits(e, sh, O.table_planes(tabs, hb), hb)
     ebits = np.unpackbits(e.view(np.uint8), axis=-1, bitorder="little")[..., :N]
     planes = np.concatenate([(t[None, :] >> np.arange(m)[:, None]) & 1 for t, m, _, _ in tabs])
     want = np.zeros_like(got)

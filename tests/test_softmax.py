@@ -68,7 +68,7 @@ def test_count_max(rows, n, b, extra, scale, mode, seed):
         lambda rt: S.count_max(rt, _input(rt, ring(b + 1), xs), b, k, scale), mode
     )
     assert (ring(k).signed(out) == scale * x.max(axis=-1, keepdims=True)).all()
-    assert cost == S.cost_count_max(rows + (n,), b, k) and cost.rounds == 3
+    assert cost == S.cost_count_max(rows + (n,), b, k, scale) and cost.rounds == 3
 
 
 @settings(max_examples=15, deadline=None)
