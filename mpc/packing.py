@@ -8,6 +8,10 @@ element ``i`` is bit ``(i*bits + j) % 8`` of byte ``(i*bits + j) // 8``); only t
 Byte-aligned widths (8/16/32/64) are plain little-endian casts; the other widths run a
 Numba kernel that streams 64-bit words (a few ms for a million values). The kernels release
 the GIL so parties running as threads can pack concurrently.
+
+``pack_rows(values, widths)`` packs a 2-D array whose column c has its own width widths[c],
+row after row, into ``rows_size(n, widths)`` bytes (the same bit stream as packing every
+element at its width in row-major order); ``unpack_rows`` inverts it into one 2-D array.
 """
 
 from __future__ import annotations
@@ -75,6 +79,99 @@ def _unpack_kernel(words, bits, out):  # pragma: no cover - numba
             used = b - nacc
             acc = nxt >> used
             nacc = np.uint64(64) - used
+
+
+@njit(cache=True, nogil=True)
+def _pack_rows_kernel(v, widths, out):  # pragma: no cover - numba
+    """``_pack_kernel`` over the rows of v (n, C), column c at widths[c] (1..64) bits."""
+    acc = np.uint64(0)
+    nacc = np.uint64(0)  # bits held in acc, always < 64
+    w = 0
+    for i in range(v.shape[0]):
+        for c in range(v.shape[1]):
+            b = np.uint64(widths[c])
+            x = np.uint64(v[i, c])
+            if b < 64:
+                x &= (np.uint64(1) << b) - np.uint64(1)
+            acc |= x << nacc
+            nacc += b
+            if nacc >= 64:
+                out[w] = acc
+                w += 1
+                nacc -= np.uint64(64)
+                acc = (x >> (b - nacc)) if nacc > 0 else np.uint64(0)
+    if nacc > 0:
+        out[w] = acc
+
+
+@njit(cache=True, nogil=True)
+def _unpack_rows_kernel(words, widths, out):  # pragma: no cover - numba
+    """Inverse of ``_pack_rows_kernel``; ``words`` carries one extra zero word of padding."""
+    acc = words[0]
+    nacc = np.uint64(64)  # unread bits left in acc
+    w = 1
+    for i in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            b = np.uint64(widths[c])
+            mask = (np.uint64(1) << b) - np.uint64(1) if b < 64 else ~np.uint64(0)
+            if nacc >= b:
+                out[i, c] = acc & mask
+                acc = acc >> b if b < 64 else np.uint64(0)
+                nacc -= b
+            else:
+                nxt = words[w]
+                w += 1
+                out[i, c] = (acc | (nxt << nacc)) & mask
+                used = b - nacc
+                acc = nxt >> used if used < 64 else np.uint64(0)
+                nacc = np.uint64(64) - used
+
+
+def rows_size(n: int, widths) -> int:
+    """Bytes of ``n`` packed rows of the given column widths."""
+    return packed_size(n, int(np.sum(widths, dtype=np.int64)))
+
+
+def _check_widths(widths) -> np.ndarray:
+    w = np.asarray(widths, dtype=np.int64).reshape(-1)
+    if w.size == 0 or (w < 1).any() or (w > 64).any():
+        raise ValueError(f"column widths must be in 1..64, got {w.tolist()}")
+    return w
+
+
+def pack_rows(values: np.ndarray, widths) -> bytes:
+    """``values`` (n, C) of any unsigned dtype, column c packed to widths[c] bits, row by
+    row (see module doc)."""
+    w = _check_widths(widths)
+    v = np.asarray(values)
+    if v.ndim != 2 or v.shape[1] != w.size or v.dtype.kind != "u":
+        raise ValueError(f"pack_rows needs unsigned (n, {w.size}) values, got {v.dtype} {v.shape}")
+    size = rows_size(v.shape[0], w)
+    words = np.zeros((size + 7) // 8, dtype=np.uint64)
+    _pack_rows_kernel(np.ascontiguousarray(v), w, words)
+    if not _LITTLE:  # pragma: no cover - big-endian hosts
+        words.byteswap(inplace=True)
+    return words.view(np.uint8)[:size].tobytes()
+
+
+def unpack_rows(buf, widths, n: int, dtype=np.uint64) -> np.ndarray:
+    """The (n, C) array ``pack_rows`` packed into ``buf``, as ``dtype`` (unsigned, wide
+    enough for every column)."""
+    w = _check_widths(widths)
+    dtype = np.dtype(dtype)
+    if dtype.kind != "u" or dtype.itemsize * 8 < int(w.max()):
+        raise ValueError(f"cannot unpack {int(w.max())}-bit columns into {dtype}")
+    size = rows_size(n, w)
+    raw = np.frombuffer(buf, dtype=np.uint8)
+    if raw.size != size:
+        raise ValueError(f"packed buffer holds {raw.size} bytes, expected {size}")
+    words = np.zeros((size + 7) // 8 + 1, dtype=np.uint64)
+    words.view(np.uint8)[:size] = raw
+    if not _LITTLE:  # pragma: no cover - big-endian hosts
+        words.byteswap(inplace=True)
+    out = np.empty((int(n), w.size), dtype=dtype)
+    _unpack_rows_kernel(words, w, out)
+    return out
 
 
 def _as_unsigned(values) -> np.ndarray:

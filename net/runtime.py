@@ -24,7 +24,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from mpc.correlations import CorrelationSink, CorrelationSource
-from mpc.packing import pack, unpack
+from mpc.packing import pack, rows_size, unpack, unpack_rows
 from mpc.prg import PRG, SEED_BYTES, draw_dtype, fresh_seed, from_words
 from mpc.ring import Domain, Ring
 from mpc.shares import Shared
@@ -238,6 +238,11 @@ class Runtime:
         shape = tuple(int(s) for s in shape)
         n = int(np.prod(shape, dtype=np.int64))
         return unpack(self.take_raw(dom.nbytes(n)), dom.bits, n, dtype).reshape(shape)
+
+    def take_rows(self, widths, n: int, dtype=np.uint64) -> np.ndarray:
+        """P1/P2: the next correction of ``n`` rows whose column c is packed to widths[c]
+        bits (``mpc.packing.pack_rows``), as an (n, columns) ``dtype`` array."""
+        return unpack_rows(self.take_raw(rows_size(int(n), widths)), widths, int(n), dtype)
 
     def random_shared(self, dom: Domain, shape) -> Shared | np.ndarray:
         """A random secret r = r1 + r2 that costs nothing: each Pi draws ri from its seed

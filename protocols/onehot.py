@@ -42,6 +42,7 @@ import numpy as np
 from numba import njit
 
 from mpc.cost import Cost, msg
+from mpc.packing import pack_rows, rows_size
 from mpc.prg import PRG, draw_dtype, fresh_seed, from_words
 from mpc.ring import BOOL, DomainMismatch, Ring, ring, signed_width
 from mpc.shares import Shared
@@ -176,42 +177,49 @@ def _width_groups(layout):
     return groups
 
 
-def _word_groups(layout) -> list[tuple[np.dtype, list[tuple[int, list[int]]], list[int]]]:
-    """The arithmetic columns by word type: [(dtype, [(ring width, columns)], columns)],
-    each word type's widths side by side (narrow to wide), as ``deal_b2a`` lays them out."""
+def _word_groups(layout) -> list[tuple[np.dtype, list[int], np.ndarray]]:
+    """The arithmetic columns by word type: [(dtype, columns, their ring widths)], narrow
+    to wide (columns of equal width side by side), as ``deal_b2a`` lays them out."""
     by: dict = {}
     for w, cols in sorted(_width_groups(layout).items()):
-        by.setdefault(draw_dtype(ring(w)), []).append((w, cols))
-    return [(dt, g, [c for _, cs in g for c in cs]) for dt, g in by.items()]
+        by.setdefault(draw_dtype(ring(w)), []).extend((c, w) for c in cols)
+    return [(dt, [c for c, _ in g], np.array([w for _, w in g], np.int64)) for dt, g in by.items()]
+
+
+@njit(cache=True, nogil=True)
+def _corrections(s, cols, p1, out):  # pragma: no cover - numba
+    """out[t, i, c] = s[t, i, cols[c]] - p1[t, i, c] in p1's word (P2's b2a shares)."""
+    for t in range(p1.shape[0]):
+        for i in range(p1.shape[1]):
+            for c in range(p1.shape[2]):
+                out[t, i, c] = s[t, i, cols[c]] - p1[t, i, c]
 
 
 def deal_b2a(rt, s, n: int, layout, slots: int = 2) -> list | None:
     """Arithmetic shares of the mask bits s (P0: (slots, n, K) 0/1): per word type one
-    (slots, n, cols) array of shares, the columns of its ring widths side by side
-    (``_word_groups``), so a kernel makes one pass per word type. P1 draws each array
-    from its seed in one piece; P2 gets one correction message per ring width (packed to
-    that width) and unpacks it into its columns. Shares stay unreduced words: a share over
-    Z_2^(M-j) is only used times 2^j mod 2^M, where bits above M - j vanish. P1/P2 get
-    [(columns, shares)]."""
+    (slots, n, cols) array of shares (``_word_groups``), so a kernel makes one pass per
+    word type. P1 draws it from its seed; P2 gets the correction in one message, each
+    column packed to its ring width (``pack_rows``). Shares stay unreduced words: a share
+    over Z_2^(M-j) is only used times 2^j mod 2^M, where bits above M - j vanish. P1/P2
+    get [(columns, shares)]."""
     out = []
-    for dt, widths, cols in _word_groups(layout):
+    for dt, cols, widths in _word_groups(layout):
         shape = (slots, n, len(cols))
-        if rt.rank == 1:
+        if rt.is_dealer:
+            p1 = rt.prg(1).words(dt, shape)
+            corr = np.empty(shape, dtype=dt)
+            _corrections(s, np.asarray(cols, np.int64), p1, corr)
+            rt.deal_raw(2, pack_rows(corr.reshape(-1, len(cols)), widths))
+        elif rt.rank == 1:
             out.append((cols, rt.prg(0).words(dt, shape)))
-            continue
-        p1 = rt.prg(1).words(dt, shape) if rt.is_dealer else None
-        sh = None if rt.is_dealer else np.empty(shape, dtype=dt)
-        lo = 0
-        for w, cs in widths:
-            hi = lo + len(cs)
-            if rt.is_dealer:  # P1's words mod 2^w (pack keeps the low w bits)
-                rt.deal(2, ring(w), np.subtract(s[:, :, cs], p1[:, :, lo:hi], dtype=dt))
-            else:
-                sh[:, :, lo:hi] = rt.take(ring(w), (slots, n, len(cs)), dt)
-            lo = hi
-        if sh is not None:
-            out.append((cols, sh))
+        else:
+            out.append((cols, rt.take_rows(widths, slots * n, dt).reshape(shape)))
     return None if rt.is_dealer else out
+
+
+def _b2a_bytes(n: int, layout, slots: int) -> int:
+    """Offline bytes of ``deal_b2a``: one packed message per word type."""
+    return sum(rows_size(slots * n, w) for _, _, w in _word_groups(layout))
 
 
 @njit(cache=True, nogil=True)
@@ -534,8 +542,7 @@ def cost_requant(
     on = msg(ring(B), n) + cc.online[0] + msg(BOOL, n) + msg(BOOL, n * K)
     off = cc.offline[1] + msg(WORD, n * slots * -(-(1 << hb) // 64))
     cols = [(layout, slots)] + ([(f.dlayout, 1)] if diff else [])
-    for lay, sl in cols:
-        off += sum(msg(ring(w), sl * n * len(g)) for w, g in _width_groups(lay).items())
+    off += sum(_b2a_bytes(n, lay, sl) for lay, sl in cols)
     return Cost((on, on), (0, off), 2 + cc.rounds)
 
 
@@ -578,5 +585,5 @@ def cost_lut(shape, b: int, tables) -> Cost:
     layout = [(0, j, M - j) for M, m in _specs(tables) for j in range(m)]
     on = msg(ring(b), n) + msg(BOOL, n * len(layout))
     off = msg(WORD, n * -(-(1 << b) // 64))
-    off += sum(msg(ring(w), n * len(cols)) for w, cols in _width_groups(layout).items())
+    off += _b2a_bytes(n, layout, 1)
     return Cost((on, on), (0, off), 2)

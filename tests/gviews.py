@@ -134,13 +134,15 @@ def party_views():
     Each ``Runtime.exchange`` also logs the opened sum. Also counts {rank: [online bytes,
     helper bytes]} logged, to check against the runtime's accounting that nothing received
     escaped the log; ``pending`` must end empty (no helper bytes read another way)."""
-    from mpc.packing import unpack
+    from mpc.packing import rows_size, unpack
+    from mpc.ring import ring
     from protocols import lut as lut_mod
 
     log: dict[int, list[View]] = {1: [], 2: []}
     nbytes = {1: [0, 0], 2: [0, 0]}
     pending: dict[int, list] = {1: [], 2: []}
     old_recv, old_take, old_raw = Runtime.recv, Runtime.take, Runtime.take_raw
+    old_rows = Runtime.take_rows
     old_exchange = Runtime.exchange
     old_packed = lut_mod._PackedTable.__init__
 
@@ -176,18 +178,29 @@ def party_views():
         claim(self.rank, dom, got.size)
         return got
 
+    def take_rows(self, widths, n, *a, **kw):
+        got = old_rows(self, widths, n, *a, **kw)
+        scope, raw = pending[self.rank].pop()
+        assert not pending[self.rank] and len(raw) == rows_size(n, widths), "unexpected raw read"
+        for w in sorted(set(int(x) for x in widths)):  # each ring width a view of its own
+            cols = np.flatnonzero(np.asarray(widths) == w)
+            vals = got[:, cols].astype(np.uint64).reshape(-1)
+            log[self.rank].append(View("take", scope, ring(w), vals))
+        nbytes[self.rank][1] += len(raw)
+        return got
+
     def packed(self, dom, n, width, raw):
         old_packed(self, dom, n, width, raw)
         claim(2, dom, n * width)  # only P2 holds packed tables
 
     Runtime.recv, Runtime.take, Runtime.take_raw = recv, take, take_raw
-    Runtime.exchange = exchange
+    Runtime.take_rows, Runtime.exchange = take_rows, exchange
     lut_mod._PackedTable.__init__ = packed
     try:
         yield log, nbytes, pending
     finally:
         Runtime.recv, Runtime.take, Runtime.take_raw = old_recv, old_take, old_raw
-        Runtime.exchange = old_exchange
+        Runtime.take_rows, Runtime.exchange = old_rows, old_exchange
         lut_mod._PackedTable.__init__ = old_packed
 
 
