@@ -147,7 +147,7 @@ def pack_rows(values: np.ndarray, widths) -> bytes:
     if v.ndim != 2 or v.shape[1] != w.size or v.dtype.kind != "u":
         raise ValueError(f"pack_rows needs unsigned (n, {w.size}) values, got {v.dtype} {v.shape}")
     size = rows_size(v.shape[0], w)
-    words = np.zeros((size + 7) // 8, dtype=np.uint64)
+    words = np.empty((size + 7) // 8, dtype=np.uint64)  # the kernel writes every word
     _pack_rows_kernel(np.ascontiguousarray(v), w, words)
     if not _LITTLE:  # pragma: no cover - big-endian hosts
         words.byteswap(inplace=True)
@@ -165,7 +165,7 @@ def unpack_rows(buf, widths, n: int, dtype=np.uint64) -> np.ndarray:
     raw = np.frombuffer(buf, dtype=np.uint8)
     if raw.size != size:
         raise ValueError(f"packed buffer holds {raw.size} bytes, expected {size}")
-    words = np.zeros((size + 7) // 8 + 1, dtype=np.uint64)
+    words = np.empty((size + 7) // 8 + 1, dtype=np.uint64)  # bits past size: never read
     words.view(np.uint8)[:size] = raw
     if not _LITTLE:  # pragma: no cover - big-endian hosts
         words.byteswap(inplace=True)
@@ -257,7 +257,7 @@ def pack(values: np.ndarray, bits: int) -> bytes:
         else:
             _pack_small_kernel(v, bits, out)
         return out.tobytes()
-    words = np.zeros((size + 7) // 8, dtype=np.uint64)
+    words = np.empty((size + 7) // 8, dtype=np.uint64)  # the kernel writes every word
     _pack_kernel(v, bits, words)
     if not _LITTLE:  # pragma: no cover - big-endian hosts
         words.byteswap(inplace=True)
@@ -290,7 +290,7 @@ def unpack(buf, bits: int, n: int, dtype=np.uint64) -> np.ndarray:
         out = np.empty(n, dtype=dtype)
         _unpack_small_kernel(raw, bits, out)
         return out
-    words = np.zeros((size + 7) // 8 + 1, dtype=np.uint64)
+    words = np.empty((size + 7) // 8 + 1, dtype=np.uint64)  # bits past size: never read
     words.view(np.uint8)[:size] = raw
     if not _LITTLE:  # pragma: no cover - big-endian hosts
         words.byteswap(inplace=True)
