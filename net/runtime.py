@@ -296,6 +296,14 @@ class Runtime:
             return dom.random(self._prgs[DEALER], shape)
         return None
 
+    def private_words(self, r: Ring, shape, party: int) -> np.ndarray | None:
+        """``private_random`` of a ring as the drawn words (``draw_dtype``), not reduced:
+        the same elements mod 2^k, without a uint64 copy (for kernels that read words mod
+        2^k, e.g. a weight mask of 100 M elements)."""
+        if self.rank not in (DEALER, party):
+            return None
+        return self._prgs[party if self.is_dealer else DEALER].words(draw_dtype(r), shape)
+
     def keyed_random(self, dom: Domain, shape, party: int, key: str) -> np.ndarray | None:
         """Like ``private_random`` (P0 and ``party`` only), but drawn from a stream of its
         own named by ``key`` instead of the running stream, so it can be drawn at any time

@@ -620,8 +620,11 @@ class TcpTransport(Transport):
                 if peer == 0 and self.rank != 0:
                     self._await_budget(link, h.length)
                 # Uninitialised (bytearray(n) would zero it first: a frame of material can
-                # be GBs, written once by recv_into) and passed on without a bytes() copy.
-                frame = memoryview(np.empty(HEADER_SIZE + h.length, dtype=np.uint8))
+                # be GBs, written once by recv_into) and passed on without a bytes() copy;
+                # placed so that the payload starts 8-byte aligned (unpack reads it as words).
+                pad = -HEADER_SIZE % 8
+                buf = np.empty(pad + HEADER_SIZE + h.length, dtype=np.uint8)
+                frame = memoryview(buf[pad:])
                 frame[:HEADER_SIZE] = header
                 if h.length:
                     n = self._read_exact(conn, frame[HEADER_SIZE:])

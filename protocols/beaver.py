@@ -20,7 +20,7 @@ Private weight x shared activation (``prepare_weight``, ``linear``, ``linear_man
 The owner Po (P2 by default) holds W in the clear; X = X1 + X2 is shared; the other
 party is Pq. Y = X W = Xo W + Xq W, where Xo W is local to Po and Xq W is a private x
 private product. ``prepare_weight`` (once per weight): P0 and Po draw a uniform mask a
-(``private_random``), Po sends dW = W - a to Pq (k|W| bits, 1 round); Pq keeps dW,
+(``private_words``), Po sends dW = W - a to Pq (k|W| bits, 1 round); Pq keeps dW,
 Po keeps W, P0 keeps a, in a ``PrivateWeight``. Per query: P0 and Pq draw a fresh mask
 b for Xq, P0 shares c = b a; Pq sends d = Xq - b (k|X| bits, 1 round, nothing from Po);
 outputs Pq: b dW + c_q and Po: (d + Xo) W + c_o. Check: b(W - a) + (Xq - b) W + Xo W +
@@ -226,13 +226,15 @@ def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None, scale=None)
     serial = rt.stash.get("weights_prepared", 0)  # the same on every party: one order
     rt.stash["weights_prepared"] = serial + 1
     wid = name if name is not None else f"w{serial}"
-    a = rt.private_random(r, shape, owner)
+    a = rt.private_words(r, shape, owner)  # words: a mod 2^k is the mask
     word = np.uint32 if r.k <= 32 else U64  # the non-owners' words: half the memory
-    if rt.is_dealer:
+    if rt.is_dealer:  # the limb products read words mod 2^k
         held, scale = a.astype(word, copy=False), None
     elif rt.rank == owner:
         ones = np.ones(shape[1], dtype=U64)
-        rt.send([(r, _masked_weight(w, ones if scale is None else scale, a, U64(r.mask)))])
+        dw = np.empty(shape, dtype=word)
+        _masked_weight(w, ones if scale is None else scale, a, U64(r.mask), dw)
+        rt.send([(r, dw)])
         held = w
     else:
         (held,) = rt.recv([(r, shape)], word)
@@ -244,13 +246,12 @@ def prepare_weight(rt, w, r: Ring, shape, owner: int = 2, name=None, scale=None)
 
 
 @njit(cache=True, nogil=True)
-def _masked_weight(w, m, a, mask):  # pragma: no cover - numba
-    """(w diag(m) - a) mod 2^k in one pass (w: any integer words, read two's complement)."""
-    out = np.empty(a.shape, dtype=np.uint64)
+def _masked_weight(w, m, a, mask, out):  # pragma: no cover - numba
+    """out = (w diag(m) - a) mod 2^k in one pass (w: any integer words, read two's
+    complement; a: any unsigned words, read mod 2^k; out: words of at least k bits)."""
     for i in range(w.shape[0]):
         for j in range(w.shape[1]):
-            out[i, j] = (np.uint64(np.int64(w[i, j])) * m[j] - a[i, j]) & mask
-    return out
+            out[i, j] = (np.uint64(np.int64(w[i, j])) * m[j] - np.uint64(a[i, j])) & mask
 
 
 def _check_linear(rt, x: Shared, pws: Sequence[PrivateWeight]) -> Ring:
