@@ -195,23 +195,11 @@ def deal_carry(rt, rf, c: int, plan: list[int], u, n: int):
         if not rt.is_dealer:
             return plan, deal_tables(rt, BOOL, n, 1 << c, None, lazy=True), None, None
         if not 3 <= c <= 8:  # rows shorter than a byte, or too many rows to precompute
-            deal_fused(
-                rt,
-                BOOL,
-                n,
-                1 << c,
-                lambda lo, hi, p1, out: _step_corr(rf[lo:hi], c, u[lo:hi], p1, out),
-            )
+            deal_fused(rt, n, 1 << c, lambda lo, hi, out: _step_bits(rf[lo:hi], c, u[lo:hi], out))
         else:
             W, rows = 1 << c, _step_rows(c)
             edge = (W - (rf & U64(W - 1))).astype(np.intp)  # entries j >= edge carry
-            deal_fused(
-                rt,
-                BOOL,
-                n,
-                W,
-                lambda lo, hi, p1, out: _xor_rows(rows[edge[lo:hi]], u[lo:hi], p1, out),
-            )
+            deal_fused(rt, n, W, lambda lo, hi, out: _flip_rows(rows[edge[lo:hi]], u[lo:hi], out))
         return None
     rho = rt.random_bits((n, 2 * k))
     offs = np.cumsum([0] + plan[:-1]).tolist()
@@ -227,11 +215,7 @@ def deal_carry(rt, rf, c: int, plan: list[int], u, n: int):
         code = 2 * rho[:, 2 * d].astype(np.int64) + rho[:, 2 * d + 1]
         rflat |= code << (2 * (k - 1 - d))
     deal_fused(
-        rt,
-        BOOL,
-        n,
-        4**k,
-        lambda lo, hi, p1, out: _xor_rows(_carry_rows(k, rflat[lo:hi]), u[lo:hi], p1, out),
+        rt, n, 4**k, lambda lo, hi, out: _flip_rows(_carry_rows(k, rflat[lo:hi]), u[lo:hi], out)
     )
     return None
 
@@ -294,28 +278,25 @@ def _pack_row(vals, bits, out, f0):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _step_corr(rf, c, u, p1, out):  # pragma: no cover - numba
-    """Packed bits ([j + r_i >= 2^c] xor u_i) xor p1[i, j] (r_i the low c bits of the mask):
-    the one-digit carry table minus P1's words, in ``pack``'s layout (entry f of the flat
-    row-major table at bit f mod 8 of byte f / 8)."""
-    W = p1.shape[1]
+def _step_bits(rf, c, u, out):  # pragma: no cover - numba
+    """Packed bits [j + r_i >= 2^c] xor u_i (r_i the low c bits of the mask) of the
+    one-digit carry tables, in ``pack``'s layout (entry f of the flat row-major table at
+    bit f mod 8 of byte f / 8)."""
+    W = 1 << c
     vals = np.empty(W, dtype=np.uint8)
     for i in range(rf.size):
         edge = W - np.int64(rf[i] & np.uint64(W - 1))  # entries j >= edge carry
         ui = np.uint8(u[i])
         for j in range(W):
-            vals[j] = (np.uint8(j >= edge) ^ ui ^ p1[i, j]) & np.uint8(1)
+            vals[j] = np.uint8(j >= edge) ^ ui
         _pack_row(vals, 1, out, i * W)
 
 
-def _xor_rows(rows: np.ndarray, u: np.ndarray, p1: np.ndarray, out) -> None:
-    """``deal_fused`` correction of XOR tables whose row i is the packed public row
-    rows[i] xor u_i: minus (xor) P1's words, packed (entry f at bit f mod 8 of byte
-    f / 8; rows of whole bytes)."""
-    np.bitwise_and(p1, np.uint8(1), out=p1)  # P1's fresh words: only their low bits count
-    bits = np.packbits(p1, axis=1, bitorder="little")
-    bits ^= (np.uint8(0) - u.astype(np.uint8))[:, None]  # u_i = 1 flips the whole row
-    np.bitwise_xor(bits, rows, out=out.reshape(bits.shape))
+def _flip_rows(rows: np.ndarray, u: np.ndarray, out) -> None:
+    """Packed XOR tables whose row i is the packed public row rows[i] xor u_i (rows of
+    whole bytes): u_i = 1 flips the whole row."""
+    flip = (np.uint8(0) - u.astype(np.uint8))[:, None]
+    np.bitwise_xor(rows, flip, out=out.reshape(rows.shape))
 
 
 @lru_cache(maxsize=8)

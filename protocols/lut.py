@@ -112,22 +112,44 @@ class TableShare:
         return self._all().reshape(self.shape).astype(_narrow_dtype(self.dom.bits))
 
 
+def _bitwise(dom: Domain) -> bool:
+    """1-bit tables (XOR shares) travel packed on P1's side too: its share is its stream's
+    bits, entry f of the flat row-major table at bit f mod 8 of byte f / 8 (``pack``'s
+    layout), not one stream byte per entry: P0 draws 8x less keystream for them."""
+    return isinstance(dom, Ring) and dom.k == 1
+
+
+def _seed_bytes(dom: Domain, entries: int) -> int:
+    """Stream bytes of P1's share of ``entries`` table entries over ``dom``."""
+    return (entries + 7) // 8 if _bitwise(dom) else entries * draw_dtype(dom).itemsize
+
+
 class _SeedTable(TableShare):
     """P1: the share is the stream of ``prg`` from byte ``start`` on (the words
-    ``dom.random`` draws); an entry costs one AES block, not the whole row."""
+    ``dom.random`` draws, or its bits for a 1-bit table); an entry costs one AES block,
+    not the whole row."""
 
     def __init__(self, dom, n, width, prg, start: int):
         super().__init__(dom, n, width)
         self.prg, self.start, self.dtype = prg, start, draw_dtype(dom)
 
     def _at(self, idx):
-        return from_words(self.dom, self.prg.peek_rows(self.dtype, self.start, self.shape[1], idx))
+        w = self.shape[1]
+        if not _bitwise(self.dom):
+            return from_words(self.dom, self.prg.peek_rows(self.dtype, self.start, w, idx))
+        if w % 8 == 0:  # rows of whole bytes
+            b = self.prg.peek_rows(np.uint8, self.start, w // 8, idx >> U64(3))
+        else:
+            idx = np.arange(idx.size, dtype=U64) * U64(w) + idx.astype(U64)
+            b = self.prg.peek(np.uint8, self.start, idx >> U64(3))
+        return (b.astype(U64) >> (idx & U64(7))) & U64(1)
 
     def _all(self):
-        nbytes = self.shape[0] * self.shape[1] * self.dtype.itemsize
-        return from_words(
-            self.dom, np.frombuffer(self.prg.stream_at(self.start, nbytes), dtype=self.dtype)
-        )
+        n = self.shape[0] * self.shape[1]
+        raw = self.prg.stream_at(self.start, _seed_bytes(self.dom, n))
+        if _bitwise(self.dom):
+            return np.unpackbits(np.frombuffer(raw, np.uint8), count=n, bitorder="little")
+        return from_words(self.dom, np.frombuffer(raw, dtype=self.dtype))
 
 
 class _PackedTable(TableShare):
@@ -231,7 +253,7 @@ def _lazy_share(rt, dom: Domain, n: int, width: int) -> TableShare:
     if rt.rank == 1:
         prg = rt.prg(0)
         start = prg.drawn
-        prg.skip(n * width * draw_dtype(dom).itemsize)
+        prg.skip(_seed_bytes(dom, n * width))
         return _SeedTable(dom, n, width, prg, start)
     nbytes = dom.nbytes(n * width)
     raw = np.frombuffer(rt.take_raw(nbytes), dtype=np.uint8)
@@ -248,6 +270,10 @@ def deal_tables(rt, dom: Domain, n: int, width: int, build, lazy: bool = False):
     memory."""
     if lazy and not rt.is_dealer:
         return _lazy_share(rt, dom, n, width)
+    if _bitwise(dom):
+        if rt.is_dealer:
+            return deal_fused(rt, n, width, lambda lo, hi, out: _pack_bits(build(lo, hi), out))
+        return _eager_bits(rt, dom, n, width)
     rows = _chunk_rows(width)
     out = None if rt.is_dealer else np.empty((n, width), dtype=_narrow_dtype(dom.bits))
     for lo in range(0, n, rows):
@@ -259,22 +285,42 @@ def deal_tables(rt, dom: Domain, n: int, width: int, build, lazy: bool = False):
     return out
 
 
+def _pack_bits(rows: np.ndarray, out: np.ndarray) -> None:
+    out[:] = np.packbits(np.asarray(rows).astype(np.uint8) & np.uint8(1), bitorder="little")
+
+
+def _eager_bits(rt, dom: Domain, n: int, width: int) -> np.ndarray:
+    """P1/P2: an expanded 1-bit table share (P1's from its stream's bits, ``_bitwise``)."""
+    rows = _chunk_rows(width)
+    out = np.empty((n, width), dtype=np.uint8)
+    for lo in range(0, n, rows):
+        hi = min(n, lo + rows)
+        if rt.rank == 1:
+            raw = rt.prg(0).words(np.uint8, (_seed_bytes(dom, (hi - lo) * width),))
+            bits = np.unpackbits(raw, count=(hi - lo) * width, bitorder="little")
+            out[lo:hi] = bits.reshape(hi - lo, width)
+        else:
+            out[lo:hi] = rt.take(dom, (hi - lo, width), np.uint8)
+    return out
+
+
 def _chunk_rows(width: int) -> int:
     return max(8, (_CHUNK // max(width, 1)) // 8 * 8)
 
 
-def deal_fused(rt, dom: Domain, n: int, width: int, corrections) -> None:
-    """P0's side of ``deal_tables`` (same chunks, same material) when the table, minus P1's
-    drawn words, packed to ``dom.bits``, comes out of ONE kernel pass:
-    ``corrections(lo, hi, p1, out)`` ORs the packed correction of rows lo..hi into the
-    zeroed uint8 ``out``, with p1 = P1's words (hi-lo, width) of ``draw_dtype(dom)``. No
-    plaintext table, difference or packing temporaries."""
-    rows, dt = _chunk_rows(width), draw_dtype(dom)
+def deal_fused(rt, n: int, width: int, table) -> None:
+    """P0's side of ``deal_tables`` for n 1-bit tables of ``width`` entries (same chunks,
+    same material): ``table(lo, hi, out)`` ORs the packed bits of rows lo..hi into the
+    zeroed uint8 ``out`` (``pack``'s layout, entry f at bit f mod 8 of byte f / 8);
+    P2's correction is that XOR P1's stream bytes (``_bitwise``). No plaintext table of
+    one byte per entry."""
+    rows = _chunk_rows(width)
     for lo in range(0, n, rows):
         hi = min(n, lo + rows)
-        p1 = rt.prg(1).words(dt, (hi - lo, width))
-        out = np.zeros(dom.nbytes((hi - lo) * width), dtype=np.uint8)
-        corrections(lo, hi, p1, out)
+        nbytes = _seed_bytes(BOOL, (hi - lo) * width)
+        out = np.zeros(nbytes, dtype=np.uint8)
+        table(lo, hi, out)
+        out ^= rt.prg(1).words(np.uint8, (nbytes,))
         rt.deal_raw(2, out)
 
 
