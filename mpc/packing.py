@@ -161,9 +161,9 @@ def _check_widths(widths) -> np.ndarray:
     return w
 
 
-def pack_rows(values: np.ndarray, widths) -> bytes:
+def pack_rows(values: np.ndarray, widths) -> np.ndarray:
     """``values`` (n, C) of any unsigned dtype, column c packed to widths[c] bits, row by
-    row (see module doc)."""
+    row (see module doc); a fresh uint8 array."""
     w = _check_widths(widths)
     v = np.asarray(values)
     if v.ndim != 2 or v.shape[1] != w.size or v.dtype.kind != "u":
@@ -173,7 +173,7 @@ def pack_rows(values: np.ndarray, widths) -> bytes:
     _pack_rows_kernel(np.ascontiguousarray(v), w, words)
     if not _LITTLE:  # pragma: no cover - big-endian hosts
         words.byteswap(inplace=True)
-    return words.view(np.uint8)[:size].tobytes()
+    return words.view(np.uint8)[:size]
 
 
 def unpack_rows(buf, widths, n: int, dtype=np.uint64) -> np.ndarray:
@@ -263,10 +263,16 @@ def _unpack_small_kernel(raw, bits, out):  # pragma: no cover - numba
 def pack(values: np.ndarray, bits: int) -> bytes:
     """``values`` (any integer dtype; unsigned ones are read as they are) packed to
     ``bits`` bits each."""
+    return packed(values, bits).tobytes()
+
+
+def packed(values: np.ndarray, bits: int) -> np.ndarray:
+    """``pack`` as a fresh uint8 array (never a view of ``values``), without the copy into
+    a bytes object: what the dealer hands to its sink."""
     bits = _check_bits(bits)
     v = _as_unsigned(values)
     if bits in _ALIGNED:
-        return v.astype(np.dtype(_ALIGNED[bits]).newbyteorder("<"), copy=False).tobytes()
+        return np.array(v, dtype=np.dtype(_ALIGNED[bits]).newbyteorder("<")).view(np.uint8)
     size = packed_size(v.size, bits)
     if bits < 8:
         out = np.empty(size, dtype=np.uint8)
@@ -274,12 +280,12 @@ def pack(values: np.ndarray, bits: int) -> bytes:
             _pack_bits_kernel(v, out)
         else:
             _pack_small_kernel(v, bits, out)
-        return out.tobytes()
+        return out
     words = np.empty((size + 7) // 8, dtype=np.uint64)  # the kernel writes every word
     _pack_kernel(v, bits, words)
     if not _LITTLE:  # pragma: no cover - big-endian hosts
         words.byteswap(inplace=True)
-    return words.view(np.uint8)[:size].tobytes()
+    return words.view(np.uint8)[:size]
 
 
 def unpack(buf, bits: int, n: int, dtype=np.uint64) -> np.ndarray:

@@ -17,14 +17,13 @@ not move the clock.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from contextlib import contextmanager
 
 import numpy as np
 
 from mpc.correlations import CorrelationSink, CorrelationSource
-from mpc.packing import pack, rows_size, unpack, unpack_rows
+from mpc.packing import pack, packed, rows_size, unpack, unpack_rows
 from mpc.prg import PRG, SEED_BYTES, draw_dtype, fresh_seed, from_words
 from mpc.ring import Domain, Ring
 from mpc.shares import Shared
@@ -219,7 +218,7 @@ class Runtime:
     # -- correlations ----------------------------------------------------------------------
     def deal(self, party: int, dom: Domain, values: np.ndarray) -> None:
         """P0: send a correction array to ``party`` (live, or into dealt material)."""
-        self.deal_raw(party, pack(values, dom.bits))
+        self.deal_raw(party, packed(values, dom.bits))
 
     def deal_raw(self, party: int, payload) -> None:
         """P0: send already packed correction bytes (bytes or a uint8 array) to ``party``."""
@@ -392,12 +391,10 @@ class LiveSink(CorrelationSink):
         self._buf = {P1: self._fresh(), P2: self._fresh()}
         self._seeds: dict[int, bytes] = {}
 
-    @staticmethod
-    def _fresh() -> io.BytesIO:
-        """A frame buffer: room for the header, then the payloads as they come."""
-        buf = io.BytesIO()
-        buf.write(bytes(HEADER_SIZE))
-        return buf
+    def _fresh(self) -> list:
+        """[frame buffer, fill position]: room for the header, then FLUSH payload bytes
+        (preallocated: each payload is copied once, no growing buffer)."""
+        return [np.empty(HEADER_SIZE + self.FLUSH, dtype=np.uint8), HEADER_SIZE]
 
     def seed_for(self, party: int) -> bytes:
         if party not in self._seeds:
@@ -405,17 +402,26 @@ class LiveSink(CorrelationSink):
             self.rt._send_frame(party, KIND_CONTROL, s, 0)
         return self._seeds[party]
 
-    def put(self, party: int, payload: bytes) -> None:
-        buf = self._buf[party]
-        buf.write(payload)
-        if buf.tell() - HEADER_SIZE >= self.FLUSH:
+    def put(self, party: int, payload) -> None:
+        data = np.frombuffer(payload, dtype=np.uint8)
+        buf, pos = self._buf[party]
+        if pos + data.size > buf.size:
+            self._flush(party)
+            buf, pos = self._buf[party]
+            if pos + data.size > buf.size:  # larger than a frame buffer: a frame of its own
+                frame = np.empty(HEADER_SIZE + data.size, dtype=np.uint8)
+                frame[HEADER_SIZE:] = data
+                self.rt._send_reserved(party, KIND_OFFLINE, memoryview(frame))
+                return
+        buf[pos : pos + data.size] = data
+        self._buf[party][1] = pos + data.size
+        if pos + data.size == buf.size:
             self._flush(party)
 
     def _flush(self, party: int) -> None:
-        buf = self._buf[party]
-        if buf.tell() > HEADER_SIZE:  # header filled in place, payload never copied again
-            with buf.getbuffer() as frame:
-                self.rt._send_reserved(party, KIND_OFFLINE, frame)
+        buf, pos = self._buf[party]
+        if pos > HEADER_SIZE:  # header filled in place, payload never copied again
+            self.rt._send_reserved(party, KIND_OFFLINE, memoryview(buf)[:pos])
             self._buf[party] = self._fresh()
 
     def finish(self) -> None:

@@ -136,7 +136,7 @@ def test_pack_rows_matches_reference_and_round_trips(widths, n, dtype, seed):
     widths = [min(w, bits) for w in widths]
     v = rng.integers(0, 2**bits, size=(n, len(widths)), dtype=np.uint64).astype(dtype)
     buf = pack_rows(v, widths)
-    assert buf == _bitwise_pack_rows(v, widths)
+    assert bytes(buf) == _bitwise_pack_rows(v, widths)
     assert len(buf) == rows_size(n, widths)
     got = unpack_rows(buf, widths, n, dtype)
     masks = np.array([(1 << w) - 1 for w in widths], dtype=np.uint64)
