@@ -123,6 +123,31 @@ def _pack_rows_kernel(v, widths, out):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
+def _pack_diff_rows_kernel(s, cols, p1, widths, out):  # pragma: no cover - numba
+    """``_pack_rows_kernel`` of the rows x[t, i, c] = s[t, i, cols[c]] - p1[t, i, c]
+    (mod 2^64), without building x: P2's corrections of dealt words straight to the wire."""
+    acc = np.uint64(0)
+    nacc = np.uint64(0)
+    w = 0
+    for t in range(p1.shape[0]):
+        for i in range(p1.shape[1]):
+            for c in range(p1.shape[2]):
+                b = np.uint64(widths[c])
+                x = np.uint64(s[t, i, cols[c]]) - np.uint64(p1[t, i, c])
+                if b < 64:
+                    x &= (np.uint64(1) << b) - np.uint64(1)
+                acc |= x << nacc
+                nacc += b
+                if nacc >= 64:
+                    out[w] = acc
+                    w += 1
+                    nacc -= np.uint64(64)
+                    acc = (x >> (b - nacc)) if nacc > 0 else np.uint64(0)
+    if nacc > 0:
+        out[w] = acc
+
+
+@njit(cache=True, nogil=True)
 def _unpack_rows_kernel(body, tail, widths, out):  # pragma: no cover - numba
     """Inverse of ``_pack_rows_kernel`` over the word stream body + tail (``_stream``)."""
     nb = body.size
@@ -171,6 +196,22 @@ def pack_rows(values: np.ndarray, widths) -> np.ndarray:
     size = rows_size(v.shape[0], w)
     words = np.empty((size + 7) // 8, dtype=np.uint64)  # the kernel writes every word
     _pack_rows_kernel(np.ascontiguousarray(v), w, words)
+    if not _LITTLE:  # pragma: no cover - big-endian hosts
+        words.byteswap(inplace=True)
+    return words.view(np.uint8)[:size]
+
+
+def pack_diff_rows(s: np.ndarray, cols, p1: np.ndarray, widths) -> np.ndarray:
+    """``pack_rows`` of (s[:, :, cols] - p1) reshaped to rows of p1.shape[-1] columns,
+    for s (T, n, K) and p1 (T, n, C) unsigned arrays, in one pass (no difference array)."""
+    w = _check_widths(widths)
+    p1 = np.ascontiguousarray(p1)
+    cols = np.asarray(cols, dtype=np.int64)
+    if p1.ndim != 3 or p1.shape[2] != w.size or cols.size != w.size or s.shape[:2] != p1.shape[:2]:
+        raise ValueError(f"pack_diff_rows: shapes {s.shape}, {p1.shape} and {w.size} columns")
+    size = rows_size(p1.shape[0] * p1.shape[1], w)
+    words = np.empty((size + 7) // 8, dtype=np.uint64)  # the kernel writes every word
+    _pack_diff_rows_kernel(np.ascontiguousarray(s), cols, p1, w, words)
     if not _LITTLE:  # pragma: no cover - big-endian hosts
         words.byteswap(inplace=True)
     return words.view(np.uint8)[:size]

@@ -42,7 +42,7 @@ import numpy as np
 from numba import njit
 
 from mpc.cost import Cost, msg
-from mpc.packing import pack_rows, rows_size
+from mpc.packing import pack_diff_rows, rows_size
 from mpc.prg import PRG, draw_dtype, fresh_seed, from_words
 from mpc.ring import BOOL, DomainMismatch, Ring, ring, signed_width
 from mpc.shares import Shared
@@ -186,15 +186,6 @@ def _word_groups(layout) -> list[tuple[np.dtype, list[int], np.ndarray]]:
     return [(dt, [c for c, _ in g], np.array([w for _, w in g], np.int64)) for dt, g in by.items()]
 
 
-@njit(cache=True, nogil=True)
-def _corrections(s, cols, p1, out):  # pragma: no cover - numba
-    """out[t, i, c] = s[t, i, cols[c]] - p1[t, i, c] in p1's word (P2's b2a shares)."""
-    for t in range(p1.shape[0]):
-        for i in range(p1.shape[1]):
-            for c in range(p1.shape[2]):
-                out[t, i, c] = s[t, i, cols[c]] - p1[t, i, c]
-
-
 def deal_b2a(rt, s, n: int, layout, slots: int = 2) -> list | None:
     """Arithmetic shares of the mask bits s (P0: (slots, n, K) 0/1): per word type one
     (slots, n, cols) array of shares (``_word_groups``), so a kernel makes one pass per
@@ -205,11 +196,8 @@ def deal_b2a(rt, s, n: int, layout, slots: int = 2) -> list | None:
     out = []
     for dt, cols, widths in _word_groups(layout):
         shape = (slots, n, len(cols))
-        if rt.is_dealer:
-            p1 = rt.prg(1).words(dt, shape)
-            corr = np.empty(shape, dtype=dt)
-            _corrections(s, np.asarray(cols, np.int64), p1, corr)
-            rt.deal_raw(2, pack_rows(corr.reshape(-1, len(cols)), widths))
+        if rt.is_dealer:  # P2's correction s - P1's words, packed in one pass
+            rt.deal_raw(2, pack_diff_rows(s, cols, rt.prg(1).words(dt, shape), widths))
         elif rt.rank == 1:
             out.append((cols, rt.prg(0).words(dt, shape)))
         else:

@@ -5,7 +5,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mpc.packing import pack, pack_rows, packed_size, rows_size, unpack, unpack_rows
+from mpc.packing import (
+    pack,
+    pack_diff_rows,
+    pack_rows,
+    packed_size,
+    rows_size,
+    unpack,
+    unpack_rows,
+)
 
 
 def _mask(bits: int) -> np.uint64:
@@ -152,3 +160,22 @@ def test_pack_rows_rejects_bad_input():
         unpack_rows(bytes(3), [8, 8], 2, np.uint32)  # 4 bytes expected
     with pytest.raises(ValueError):
         unpack_rows(bytes(4), [8, 17], 1, np.uint16)  # 17 bits into 16-bit words
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    widths=st.lists(st.integers(1, 32), min_size=1, max_size=6),
+    slots=st.integers(1, 2),
+    n=st.integers(0, 30),
+    extra=st.integers(0, 3),
+    seed=st.integers(0, 2**32),
+)
+def test_pack_diff_rows_is_pack_rows_of_the_difference(widths, slots, n, extra, seed):
+    """P2's b2a corrections packed in one pass equal pack_rows(s[:, :, cols] - p1)."""
+    rng = np.random.default_rng(seed)
+    C = len(widths)
+    s = rng.integers(0, 2, (slots, n, C + extra), dtype=np.uint8)
+    cols = rng.permutation(C + extra)[:C]
+    p1 = rng.integers(0, 2**32, (slots, n, C), dtype=np.uint64).astype(np.uint32)
+    want = pack_rows(np.subtract(s[:, :, cols], p1, dtype=np.uint32).reshape(-1, C), widths)
+    assert bytes(pack_diff_rows(s, cols, p1, widths)) == bytes(want)
