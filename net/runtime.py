@@ -379,7 +379,9 @@ class Runtime:
 
 
 class LiveSink(CorrelationSink):
-    """P0 in a 3-party run: streams corrections in offline frames, batched up to 4 MiB.
+    """P0 in a 3-party run: streams corrections in offline frames of at least 4 MiB (or
+    what is pending at a flush). Payloads are kept by reference until then (callers hand
+    over fresh arrays or bytes) and copied once, into a frame of exactly their size.
 
     Batching is safe: P0 waits on no one (except at ``Runtime.barrier(helper=True)``,
     which flushes first), so it flushes at the latest at the end."""
@@ -391,10 +393,10 @@ class LiveSink(CorrelationSink):
         self._buf = {P1: self._fresh(), P2: self._fresh()}
         self._seeds: dict[int, bytes] = {}
 
-    def _fresh(self) -> list:
-        """[frame buffer, fill position]: room for the header, then FLUSH payload bytes
-        (preallocated: each payload is copied once, no growing buffer)."""
-        return [np.empty(HEADER_SIZE + self.FLUSH, dtype=np.uint8), HEADER_SIZE]
+    @staticmethod
+    def _fresh() -> list:
+        """[payloads not sent yet, their total bytes]."""
+        return [[], 0]
 
     def seed_for(self, party: int) -> bytes:
         if party not in self._seeds:
@@ -403,25 +405,22 @@ class LiveSink(CorrelationSink):
         return self._seeds[party]
 
     def put(self, party: int, payload) -> None:
+        pending = self._buf[party]
         data = np.frombuffer(payload, dtype=np.uint8)
-        buf, pos = self._buf[party]
-        if pos + data.size > buf.size:
-            self._flush(party)
-            buf, pos = self._buf[party]
-            if pos + data.size > buf.size:  # larger than a frame buffer: a frame of its own
-                frame = np.empty(HEADER_SIZE + data.size, dtype=np.uint8)
-                frame[HEADER_SIZE:] = data
-                self.rt._send_reserved(party, KIND_OFFLINE, memoryview(frame))
-                return
-        buf[pos : pos + data.size] = data
-        self._buf[party][1] = pos + data.size
-        if pos + data.size == buf.size:
+        pending[0].append(data)
+        pending[1] += data.size
+        if pending[1] >= self.FLUSH:
             self._flush(party)
 
     def _flush(self, party: int) -> None:
-        buf, pos = self._buf[party]
-        if pos > HEADER_SIZE:  # header filled in place, payload never copied again
-            self.rt._send_reserved(party, KIND_OFFLINE, memoryview(buf)[:pos])
+        parts, size = self._buf[party]
+        if size:  # header filled in place, payload never copied again
+            frame = np.empty(HEADER_SIZE + size, dtype=np.uint8)
+            pos = HEADER_SIZE
+            for data in parts:
+                frame[pos : pos + data.size] = data
+                pos += data.size
+            self.rt._send_reserved(party, KIND_OFFLINE, memoryview(frame))
             self._buf[party] = self._fresh()
 
     def finish(self) -> None:
