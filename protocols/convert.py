@@ -199,7 +199,7 @@ def deal_carry(rt, rf, c: int, plan: list[int], u, n: int):
         else:
             W, rows = 1 << c, _step_rows(c)
             edge = (W - (rf & U64(W - 1))).astype(np.intp)  # entries j >= edge carry
-            deal_fused(rt, n, W, lambda lo, hi, out: _flip_rows(rows[edge[lo:hi]], u[lo:hi], out))
+            deal_fused(rt, n, W, lambda lo, hi, out: _flip_rows(rows, edge[lo:hi], u[lo:hi], out))
         return None
     rho = rt.random_bits((n, 2 * k))
     offs = np.cumsum([0] + plan[:-1]).tolist()
@@ -214,9 +214,7 @@ def deal_carry(rt, rf, c: int, plan: list[int], u, n: int):
     for d in range(k):  # digit 0 (lowest) in the top bits, as in carry_steps' index
         code = 2 * rho[:, 2 * d].astype(np.int64) + rho[:, 2 * d + 1]
         rflat |= code << (2 * (k - 1 - d))
-    deal_fused(
-        rt, n, 4**k, lambda lo, hi, out: _flip_rows(_carry_rows(k, rflat[lo:hi]), u[lo:hi], out)
-    )
+    deal_fused(rt, n, 4**k, lambda lo, hi, out: _carry_rows(k, rflat[lo:hi], u[lo:hi], out))
     return None
 
 
@@ -292,11 +290,21 @@ def _step_bits(rf, c, u, out):  # pragma: no cover - numba
         _pack_row(vals, 1, out, i * W)
 
 
-def _flip_rows(rows: np.ndarray, u: np.ndarray, out) -> None:
-    """Packed XOR tables whose row i is the packed public row rows[i] xor u_i (rows of
-    whole bytes): u_i = 1 flips the whole row."""
-    flip = (np.uint8(0) - u.astype(np.uint8))[:, None]
-    np.bitwise_xor(rows, flip, out=out.reshape(rows.shape))
+@njit(cache=True, nogil=True)
+def _gather_flip(rows, keys, u, out):  # pragma: no cover - numba
+    """out[i] = rows[keys[i]] xor (u_i = 1: all ones): packed XOR tables (rows of whole
+    bytes) read from precomputed public rows, in one pass."""
+    for i in range(keys.size):
+        f = np.uint8(0) - np.uint8(u[i] & 1)
+        src = rows[keys[i]]
+        for b in range(out.shape[1]):
+            out[i, b] = src[b] ^ f
+
+
+def _flip_rows(rows: np.ndarray, keys: np.ndarray, u: np.ndarray, out) -> None:
+    """``_gather_flip`` into the flat packed ``out`` of ``deal_fused``."""
+    keys = np.ascontiguousarray(keys, dtype=np.int64)
+    _gather_flip(rows, keys, np.ascontiguousarray(u), out.reshape(keys.size, rows.shape[1]))
 
 
 @lru_cache(maxsize=8)
@@ -328,14 +336,15 @@ def _all_carry_rows(k: int) -> np.ndarray:
     return out
 
 
-def _carry_rows(k: int, rflat: np.ndarray) -> np.ndarray:
-    """Packed carry tables read at z xor rflat_i (rflat: rho's codes), one row per element;
-    every row precomputed (4^k x 4^k bits, <= 128 KiB) up to k = 5."""
+def _carry_rows(k: int, rflat: np.ndarray, u: np.ndarray, out) -> None:
+    """Packed carry tables read at z xor rflat_i (rflat: rho's codes), xor u_i, one row
+    per element, into ``deal_fused``'s ``out``; every row precomputed (4^k x 4^k bits,
+    <= 128 KiB) up to k = 5."""
     if k <= 5:
-        return _all_carry_rows(k)[rflat]
-    out = np.empty((rflat.size, 4**k // 8), dtype=np.uint8)
-    _xor_read_rows(_carry_table(k), np.ascontiguousarray(rflat, dtype=np.int64), out)
-    return out
+        return _flip_rows(_all_carry_rows(k), rflat, u, out)
+    rows = np.empty((rflat.size, 4**k // 8), dtype=np.uint8)
+    _xor_read_rows(_carry_table(k), np.ascontiguousarray(rflat, dtype=np.int64), rows)
+    _flip_rows(rows, np.arange(rflat.size), u, out)
 
 
 @njit(cache=True, nogil=True)
