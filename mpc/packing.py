@@ -100,32 +100,10 @@ def _unpack_kernel(body, tail, bits, out):  # pragma: no cover - numba
 
 
 @njit(cache=True, nogil=True)
-def _pack_rows_kernel(v, widths, out):  # pragma: no cover - numba
-    """``_pack_kernel`` over the rows of v (n, C), column c at widths[c] (1..64) bits."""
-    acc = np.uint64(0)
-    nacc = np.uint64(0)  # bits held in acc, always < 64
-    w = 0
-    for i in range(v.shape[0]):
-        for c in range(v.shape[1]):
-            b = np.uint64(widths[c])
-            x = np.uint64(v[i, c])
-            if b < 64:
-                x &= (np.uint64(1) << b) - np.uint64(1)
-            acc |= x << nacc
-            nacc += b
-            if nacc >= 64:
-                out[w] = acc
-                w += 1
-                nacc -= np.uint64(64)
-                acc = (x >> (b - nacc)) if nacc > 0 else np.uint64(0)
-    if nacc > 0:
-        out[w] = acc
-
-
-@njit(cache=True, nogil=True)
 def _pack_diff_rows_kernel(s, cols, p1, widths, out):  # pragma: no cover - numba
-    """``_pack_rows_kernel`` of the rows x[t, i, c] = s[t, i, cols[c]] - p1[t, i, c]
-    (mod 2^64), without building x: P2's corrections of dealt words straight to the wire."""
+    """Append x[t, i, c] = s[t, i, cols[c]] - p1[t, i, c] (mod 2^64, low widths[c] bits,
+    1..64) row by row to the little-endian word stream out (``_pack_kernel``'s layout),
+    without building x."""
     acc = np.uint64(0)
     nacc = np.uint64(0)
     w = 0
@@ -189,23 +167,17 @@ def _check_widths(widths) -> np.ndarray:
 def pack_rows(values: np.ndarray, widths) -> np.ndarray:
     """``values`` (n, C) of any unsigned dtype, column c packed to widths[c] bits, row by
     row (see module doc); a fresh uint8 array."""
-    w = _check_widths(widths)
     v = np.asarray(values)
-    if v.ndim != 2 or v.shape[1] != w.size or v.dtype.kind != "u":
-        raise ValueError(f"pack_rows needs unsigned (n, {w.size}) values, got {v.dtype} {v.shape}")
-    size = rows_size(v.shape[0], w)
-    words = np.empty((size + 7) // 8, dtype=np.uint64)  # the kernel writes every word
-    _pack_rows_kernel(np.ascontiguousarray(v), w, words)
-    if not _LITTLE:  # pragma: no cover - big-endian hosts
-        words.byteswap(inplace=True)
-    return words.view(np.uint8)[:size]
+    if v.ndim != 2 or v.dtype.kind != "u":
+        raise ValueError(f"pack_rows needs unsigned (n, columns) values, got {v.dtype} {v.shape}")
+    zero = np.broadcast_to(np.zeros(1, dtype=np.uint8), (1,) + v.shape)  # minus nothing
+    return pack_diff_rows(v[None], np.arange(v.shape[1]), zero, widths)
 
 
 def pack_diff_rows(s: np.ndarray, cols, p1: np.ndarray, widths) -> np.ndarray:
     """``pack_rows`` of (s[:, :, cols] - p1) reshaped to rows of p1.shape[-1] columns,
     for s (T, n, K) and p1 (T, n, C) unsigned arrays, in one pass (no difference array)."""
     w = _check_widths(widths)
-    p1 = np.ascontiguousarray(p1)
     cols = np.asarray(cols, dtype=np.int64)
     if p1.ndim != 3 or p1.shape[2] != w.size or cols.size != w.size or s.shape[:2] != p1.shape[:2]:
         raise ValueError(f"pack_diff_rows: shapes {s.shape}, {p1.shape} and {w.size} columns")
