@@ -217,16 +217,19 @@ def rsqrt_table(hb: int, c: int, K: float, top: int) -> np.ndarray:
 
 
 def rsqrt(rt, v: Shared, c: int, K: float, out_bits: int, *, carry_digits=None) -> Shared:
-    """Exact requant of v >= 0 with ``rsqrt_table`` (B - c <= 12 index bits), output over
-    Z_2^out_bits. Cost: ``cost_rsqrt``."""
-    return run(rt, rsqrt_steps(rt, v, c, K, out_bits, carry_digits=carry_digits))[0][0]
+    """Exact requant of v >= 0 with ``rsqrt_table`` (B - c <= 11 index bits), output
+    shares over Z_2^out_bits. Cost: ``cost_rsqrt``."""
+    y = run(rt, rsqrt_steps(rt, v, c, K, out_bits, carry_digits=carry_digits))[0]
+    return y.shared(rt, v.shape)
 
 
 def rsqrt_steps(rt, v: Shared, c: int, K: float, out_bits: int, *, carry_digits=None):
-    """Step form of ``rsqrt`` (``protocols.steps``; returns a one-element list)."""
+    """Step form of ``rsqrt`` returning the value under dealer masks (``C.MaskedOut``):
+    rows are few, so arithmetic tables (2^(B-c+1) entries per element) let a product
+    with the result skip its opening (``protocols.layernorm``)."""
     B = _ring_share(v, "rsqrt input").k
     t = _fits(rsqrt_table(B - c, c, K, (1 << out_bits) - 1), out_bits)
-    return O.requant_steps(rt, v, c, [(t, out_bits, out_bits)], carry_digits=carry_digits)
+    return C.requant_masked_steps(rt, v, c, t, ring(out_bits), carry_digits=carry_digits)
 
 
 def reference_rsqrt(v, B: int, c: int, K: float, out_bits: int) -> np.ndarray:
@@ -235,8 +238,7 @@ def reference_rsqrt(v, B: int, c: int, K: float, out_bits: int) -> np.ndarray:
 
 
 def cost_rsqrt(shape, B: int, c: int, K: float, out_bits: int, *, carry_digits=None) -> Cost:
-    t = _fits(rsqrt_table(B - c, c, K, (1 << out_bits) - 1), out_bits)
-    return O.cost_requant(shape, B, c, [(t, out_bits, out_bits)], carry_digits=carry_digits)
+    return C.cost_requant_masked(shape, B, c, ring(out_bits), carry_digits=carry_digits)
 
 
 # -- GELU -------------------------------------------------------------------------------

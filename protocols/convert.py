@@ -34,6 +34,7 @@ Down conversion is free (``Shared.reduce``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -179,6 +180,69 @@ def requant(
         Shared(d, gather(t, idx).reshape(shape), rt.rank)
         for t, (_, d) in zip(utabs, tabs, strict=True)
     ]
+
+
+# -- exact requant revealed under dealer masks ---------------------------------------------
+@dataclass(frozen=True, eq=False)
+class MaskedOut:
+    """y = pub[t] - lam[t] per element, ``requant_masked``'s output: t (n,) and pub (n, 2)
+    public on P1/P2 (None on P0); lam (n, 2) the dealer's masks, plaintext on P0 and
+    shares on P1/P2 (over the output ring). A product with y needs dealt products with
+    lam only: one mask per slot, whatever the table's width."""
+
+    dom: Ring
+    t: np.ndarray | None
+    pub: np.ndarray | None
+    lam: np.ndarray
+
+    def select(self, v: np.ndarray) -> np.ndarray:
+        """v[i, t_i] of an (n, 2) array (P1/P2)."""
+        return np.take_along_axis(v, self.t.astype(np.intp)[:, None], axis=1)[:, 0]
+
+    def shared(self, rt, shape) -> Shared:
+        """Plain shares of y (a phantom on P0)."""
+        if rt.is_dealer:
+            return Shared.phantom(self.dom, shape)
+        pub = self.select(self.pub) if rt.rank == 1 else U64(0)
+        return Shared(self.dom, self.dom.sub(pub, self.select(self.lam)).reshape(shape), rt.rank)
+
+
+def requant_masked_steps(rt, acc: Shared, c: int, table, dom: Ring, *, carry_digits=None):
+    """Step form of the exact requant y = T[floor(acc / 2^c)] (T of length 2^(B-c), over
+    ``dom``) whose last round opens y's two candidates under fresh dealer masks instead of
+    sharing y: the arithmetic two-column table of ``requant(exact=True)``, the carry
+    opened as t = k xor u and both gathered candidates U[dh, t'] + lam[t'] opened in the
+    same round. Returns ``MaskedOut``. For few elements (rows): 2^(B-c+1) table entries
+    each. Online B + carry + 1 + 2 |dom| bits per party; 2 or 3 rounds
+    (``cost_requant_masked``)."""
+    B, ((t, dom),) = _check_requant(acc, c, [(table, dom)], True, MULTI_INDEX_BITS)
+    plan = carry_plan(c, carry_digits)
+    hb, n = B - c, acc.size
+    r = rt.random_shared(ring(B), acc.shape)
+    rf = r.reshape(-1) if rt.is_dealer else None
+    u = PRG(fresh_seed(), "p0-private").bits((n,)) if rt.is_dealer else None
+    ckey = deal_carry(rt, rf, c, plan, u, n)
+    tab = deal_tables(
+        rt, dom, n, 2 << hb, lambda lo, hi: _two_column(t, rf[lo:hi] >> U64(c), u[lo:hi])
+    )
+    lam = rt.random_shared(dom, (n, 2))
+    if rt.is_dealer:
+        return MaskedOut(dom, None, None, lam)
+    mine = acc - r
+    (do,) = yield [(mine.dom, mine.data)]
+    delta = mine.dom.add(mine.data, do).reshape(-1)
+    tsh = yield from carry_steps(ckey, delta & U64((1 << c) - 1))
+    idx = (delta >> U64(c))[:, None] * U64(2) + np.arange(2, dtype=U64)
+    cand = dom.add(np.take_along_axis(tab, idx.astype(np.intp), axis=1), lam.data)
+    to, co = yield [(BOOL, tsh), (dom, cand)]
+    return MaskedOut(dom, tsh ^ to, dom.add(cand, co), lam.data)
+
+
+def cost_requant_masked(shape, B: int, c: int, dom: Ring, *, carry_digits=None) -> Cost:
+    n, hb = _size(shape), B - c
+    cc = cost_carry(n, c, carry_plan(c, carry_digits))
+    on = msg(ring(B), n) + cc.online[0] + msg(BOOL, n) + msg(dom, 2 * n)
+    return Cost((on, on), (0, cc.offline[1] + msg(dom, n << (hb + 1))), 2 + cc.rounds)
 
 
 # -- carry of the low c bits (shared by the exact requants) ---------------------------------

@@ -11,19 +11,21 @@ over Z_2^out_bits (int8 by default). Protocol:
    with ``rt.input``, free); locally V' = d sum x^2 - (sum x)^2 = d^2 var and
    u = gamma (d x - sum x) = gamma d (x - mean) (P0 deals d sum A^2 - (sum A)^2 per row
    and B (d A - sum A) per element). Each party sends R (n + d) bits.
-2. r = rsqrt(V') by an exact requant of V' mod 2^var_bits (11-bit index, rows only; 3
-   rounds with a multi-digit carry) with K = 2^(c - gf): r ~ K / sqrt(V') (relative error
-   <= 1/(4h) in bucket h, see below).
-3. z = u r (Beaver, 1 round) = gamma_int xhat K; P2 adds beta_int 2^(c - gf) and P1 adds
-   2^(c - 1) to their shares (local).
-4. exact requant of z mod 2^(c + out_index_bits) by 2^c, c = gf + r_bits + ceil(var_bits/2),
-   table clamp(h, out_lo, out_hi): |y| must stay below 2^(out_index_bits - 1) (saturates
-   to int8 up to there, wraps beyond). 3 rounds.
+2. In parallel (2-3 rounds): r = rsqrt(V') by an exact requant of V' mod 2^var_bits
+   (11-bit index, rows only) with K = 2^(c - gf): r ~ K / sqrt(V') (relative error
+   <= 1/(4h) in bucket h, see below), revealed under dealer masks (r = pub_r - lam:
+   arithmetic tables, both carry candidates opened masked, ``convert.requant_masked_steps``);
+   and u' = floor(u / 2^a) (``trunc``, a >= 1 chosen to minimise the carry tables), whose
+   parts are u' = pub + hu - 2 t us with pub, t public and hu, us dealt.
+3. z = u' r = u' pub_r - lam (pub + hu - 2 t us) locally, from dealt lam hu and lam us (no
+   Beaver opening: ``scaled_product``) = gamma_int xhat K; P2 adds beta_int 2^(c - gf) and
+   P1 adds 2^(c - 1) to their shares.
+4. exact requant of z mod 2^(c + out_index_bits) by 2^c, c = gf + r_bits +
+   ceil(var_bits/2) - a, table clamp(h, out_lo, out_hi): |y| must stay below
+   2^(out_index_bits - 1) (saturates to int8 up to there, wraps beyond). 2-3 rounds.
 
-Rounds: 8 (default). For [128, 768] over Z_2^64 (defaults: c = 39, 5 carry digits):
-online 2.32 MB per party; offline 248 MB (2.5 KB per element: final requant U table
-2^11 x 8 bits + carry tables ~1.3 KB, 16 B of triples; rsqrt tables per row).
-out_index_bits = 9 gives 147 MB but saturates only up to |y| < 256.
+Rounds: 7 (default). For [128, 768] over Z_2^64 (defaults: a = 18, c = 21): online 2.24 MB
+per party, offline 29.2 MB (``cost_layernorm``).
 
 Variance range (the rsqrt window): V' < 2^var_bits is assumed; default var_bits = the
 largest V' the input format allows (never wraps). With h = floor(V' / 2^(var_bits - 11)),
@@ -47,7 +49,6 @@ from mpc.cost import Cost, msg
 from mpc.ring import DomainMismatch, Ring, ring
 from mpc.shares import ShapeMismatch, Shared
 from protocols import activations as A
-from protocols import beaver
 from protocols import convert as C
 from protocols import onehot as O
 from protocols import trunc as T
@@ -79,7 +80,7 @@ class _Plan:
     K: float
     c: int  # final requant shift (after the truncation of u by a)
     hb: int
-    a: int  # u is truncated by a bits (0: not at all), alongside the rsqrt
+    a: int  # u is truncated by a >= 1 bits, alongside the rsqrt
 
 
 def plan(d: int, R: int, fmt: LayerNormFormat) -> _Plan:
@@ -101,7 +102,7 @@ def plan(d: int, R: int, fmt: LayerNormFormat) -> _Plan:
     need = c + hb  # everything else is exact mod 2^R: z is only read mod 2^(c + hb)
     if need > R:
         raise DomainMismatch(f"LayerNorm of this format needs x over Z2^{need} or wider")
-    a = min(range(c - fmt.gamma_frac + 1), key=lambda a: _carry_bits(a) + _carry_bits(c - a))
+    a = min(range(1, c - fmt.gamma_frac + 1), key=lambda a: _carry_bits(a) + _carry_bits(c - a))
     return _Plan(d, R, Vt, cv, 1 if cv <= 12 else None, float(2**k_log), c - a, hb, a)
 
 
@@ -200,17 +201,37 @@ def layernorm(
     g = rt.input(2, R, (p.d,), gamma if rt.rank == 2 else None)
     V, u = moments(rt, x, g)
     Ru = ring(p.R - p.a)
-    gens = [A.rsqrt_steps(rt, V.reduce(p.Vt), p.cv, p.K, Ru.k, carry_digits=p.cv_digits)]
-    if p.a:
-        gens.append(T.trunc_steps(rt, u, p.a, carry_digits=A.carry_digits_for(p.a)))
-    (r,), *ut = run(rt, *gens)
-    z = beaver.mul(rt, ut[0] if p.a else u, r) + (1 << (p.c - 1))
+    r, ut = run(
+        rt,
+        A.rsqrt_steps(rt, V.reduce(p.Vt), p.cv, p.K, Ru.k, carry_digits=p.cv_digits),
+        T.trunc_parts_steps(rt, u, p.a, carry_digits=A.carry_digits_for(p.a)),
+    )
+    z = scaled_product(rt, ut, r, x.shape) + (1 << (p.c - 1))
     if rt.rank == 2:
         off = Ru.reduce(np.asarray(beta, dtype=np.int64)) << U64(p.c - fmt.gamma_frac)
         z = Shared(Ru, Ru.add(z.data, off), 2)
     tab = [(_out_table(fmt, p.hb), out_ring or fmt.out_bits)]
     k = A.carry_digits_for(p.c)
     return O.requant(rt, z.reduce(p.c + p.hb), p.c, tab, carry_digits=k)[0]
+
+
+def scaled_product(rt, u: T.TruncParts, r: C.MaskedOut, shape) -> Shared:
+    """Shares of u r over u's ring for u = pub + hu - 2 t us (``trunc``'s parts, flat
+    ``shape``) and r = pub_r[t_r] - lam[t_r] (``rsqrt``'s masked output, one per row of
+    shape[-1] elements), with no opening: u r = u pub_r - lam (pub + hu - 2 t us), where
+    P0 deals lam_s hu and lam_s us for both slots s (4n elements; lam itself is free)."""
+    R, n = u.ring, u.hu.size
+    rows = np.arange(n) // shape[-1]
+    if rt.is_dealer:
+        lam = r.lam[rows]  # (n, 2)
+        prods = np.stack([lam * u.hu[:, None], lam * u.u[:, None]])  # (2, n, 2)
+        rt.dealer_shared(R, (2, n, 2), R.reduce(prods))
+        return Shared.phantom(R, shape)
+    slot = r.t.astype(np.intp)[rows]
+    lh, lu = (v[np.arange(n), slot] for v in rt.dealer_shared(R, (2, n, 2)).data)
+    lam, pr = r.select(r.lam)[rows], r.select(r.pub)[rows]
+    z = u.shared(rt, (n,)).data * pr - u.pub * lam - lh + U64(2) * u.t * lu
+    return Shared(R, R.reduce(z).reshape(shape), rt.rank)
 
 
 def reference_layernorm(
@@ -222,7 +243,7 @@ def reference_layernorm(
     R, Ru = ring(k), ring(k - p.a)
     V, u = reference_moments(x, R.reduce(np.asarray(gamma, dtype=np.int64)), k)
     r = A.reference_rsqrt(ring(p.Vt).reduce(V), p.Vt, p.cv, p.K, Ru.k)
-    u = T.reference_trunc(u, k, p.a) if p.a else u
+    u = T.reference_trunc(u, k, p.a)
     off = Ru.reduce(np.asarray(beta, dtype=np.int64)) << U64(p.c - fmt.gamma_frac)
     z = Ru.add(Ru.add(Ru.mul(u, r), off), U64(1 << (p.c - 1)))
     tab = [(_out_table(fmt, p.hb), out_ring or fmt.out_bits)]
@@ -233,13 +254,13 @@ def cost_layernorm(shape, k: int, fmt=LayerNormFormat(), out_ring: int | None = 
     shape = tuple(shape)
     p = plan(shape[-1], k, fmt)
     rows = shape[:-1] + (1,)
+    n = int(np.prod(shape, dtype=np.int64))
     side = A.cost_rsqrt(rows, p.Vt, p.cv, p.K, k - p.a, carry_digits=p.cv_digits)
-    if p.a:
-        side = side | T.cost_trunc(shape, k, p.a, carry_digits=A.carry_digits_for(p.a))
+    side = side | T.cost_trunc(shape, k, p.a, carry_digits=A.carry_digits_for(p.a))
     return (
         cost_moments(shape, k)
         + side
-        + beaver.cost_mul(shape, k - p.a, rows)
+        + Cost((0, 0), (0, msg(ring(k - p.a), 4 * n)), 0)
         + O.cost_requant(
             shape,
             p.c + p.hb,

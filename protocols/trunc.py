@@ -12,6 +12,8 @@ Rounds: 2 (one carry digit) or 3. Cost: ``cost_trunc``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from mpc.cost import Cost, msg
@@ -40,28 +42,53 @@ def trunc(rt, x: Shared, a: int, *, carry_digits=None) -> Shared:
 
 def trunc_steps(rt, x: Shared, a: int, *, carry_digits=None):
     """Step form of ``trunc`` (``protocols.steps``)."""
+    parts = yield from trunc_parts_steps(rt, x, a, carry_digits=carry_digits)
+    return parts.shared(rt, x.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class TruncParts:
+    """floor(x / 2^a) = pub + hu - 2 t u over ``ring``, flat: pub = d_h + t and t public
+    on P1/P2 (None on P0); hu = r_h + u and u plaintext on P0, shares on P1/P2. A product
+    with it needs dealt products with hu and u only."""
+
+    ring: Ring
+    pub: np.ndarray | None
+    t: np.ndarray | None
+    hu: np.ndarray
+    u: np.ndarray
+
+    def shared(self, rt, shape) -> Shared:
+        """Plain shares of floor(x / 2^a) (a phantom on P0)."""
+        R = self.ring
+        if rt.is_dealer:
+            return Shared.phantom(R, shape)
+        out = self.hu - U64(2) * self.t * self.u + (self.pub if rt.rank == 1 else U64(0))
+        return Shared(R, R.reduce(out).reshape(shape), rt.rank)
+
+
+def trunc_parts_steps(rt, x: Shared, a: int, *, carry_digits=None):
+    """Step form of ``trunc`` returning its ``TruncParts`` (flat)."""
     B = _check(x, a)
-    shape, n, R = x.shape, x.size, ring(B - a)
+    n, R = x.size, ring(B - a)
     plan = C.carry_plan(a, carry_digits)
-    r = rt.random_shared(ring(B), shape)
+    r = rt.random_shared(ring(B), x.shape)
     rf = r.reshape(-1) if rt.is_dealer else None
     priv = PRG(fresh_seed(), "p0-private") if rt.is_dealer else None
     u = priv.bits((n,)) if priv else None
     ckey = C.deal_carry(rt, rf, a, plan, u, n)
-    hu = rt.dealer_shared(R, (n,), R.reduce((rf >> U64(a)) + u) if priv else None)
+    hu = R.reduce((rf >> U64(a)) + u) if priv else None
+    hus = rt.dealer_shared(R, (n,), hu)
     us = rt.dealer_shared(R, (n,), u)
     if rt.is_dealer:
-        return Shared.phantom(R, shape)
+        return TruncParts(R, None, None, hu, u.astype(U64))
     mine = x - r
     (do,) = yield [(mine.dom, mine.data)]
     d = mine.dom.add(mine.data, do).reshape(-1)
     tsh = yield from C.carry_steps(ckey, d & U64((1 << a) - 1))
     (to,) = yield [(BOOL, tsh)]
-    t = tsh ^ to
-    out = hu.data - U64(2) * t * us.data
-    if rt.rank == 1:
-        out = out + (d >> U64(a)) + t
-    return Shared(R, R.reduce(out).reshape(shape), rt.rank)
+    t = (tsh ^ to).astype(U64)
+    return TruncParts(R, R.reduce((d >> U64(a)) + t), t, hus.data, us.data)
 
 
 def reference_trunc(x, B: int, a: int) -> np.ndarray:

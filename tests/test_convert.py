@@ -13,6 +13,7 @@ from net.local import run_local
 from net.runtime import Runtime
 from protocols import convert as C
 from protocols import lut as L
+from protocols.steps import run
 
 MODES = st.sampled_from(["live", "dealt"])
 SHAPES = st.lists(st.integers(1, 6), min_size=1, max_size=3).map(tuple)
@@ -305,3 +306,48 @@ def test_bad_inputs_raise_before_any_message():
     with pytest.raises(DomainMismatch):
         C.to_dual(rt, acc, 20, 8)
     assert L.MAX_INDEX_BITS == 16
+
+
+# -- exact requant revealed under dealer masks ------------------------------------------------
+def _masked(B, c, k, acc, t, dom, owner=1):
+    def prog(rt):
+        x = _input(rt, ring(B), acc, owner=owner)
+        y = run(rt, C.requant_masked_steps(rt, x, c, t, dom, carry_digits=k))[0]
+        return y.shared(rt, acc.shape)
+
+    return prog
+
+
+@settings(max_examples=60, deadline=None)
+@given(p=exact_params(), m=st.integers(1, 64), shape=SHAPES, mode=MODES, seed=st.integers(0, 2**32))
+def test_requant_masked_matches_reference(p, m, shape, mode, seed):
+    """pub[t] - lam[t] reconstructs T[floor(acc / 2^c)] exactly; declared cost measured."""
+    B, c, k = p
+    rng = np.random.default_rng(seed)
+    acc = _acc(rng, B, shape)
+    t = rng.integers(0, 1 << min(m, 62), 1 << (B - c), dtype=np.int64)
+    out, cost, _ = run_and_open(_masked(B, c, k, acc, t, ring(m)), mode)
+    assert (out == C.reference_requant(acc, B, c, [(t, ring(m))], exact=True)[0]).all()
+    assert cost == C.cost_requant_masked(shape, B, c, ring(m), carry_digits=k)
+    assert cost.rounds == (2 if len(C.carry_plan(c, k)) == 1 else 3)
+
+
+def test_requant_masked_views_uniform():
+    """The masked candidates a party receives are uniform whatever acc is (one table entry
+    everywhere vs a table whose neighbours differ), as are the carry bit and delta."""
+    B, c, n, m = 14, 8, 6000, 6
+    views = {}
+    for v, t in ((0, np.zeros(1 << (B - c), np.int64)), ((1 << c) - 1, np.arange(1 << (B - c)))):
+        acc = np.full(n, v, dtype=np.uint64)
+        with deterministic_seeds(f"masked-view-{v}"), record_exchanges() as log:
+            run_local(_masked(B, c, 1, acc, t % (1 << m), ring(m)))
+        (ds,), (do,) = [(s, g) for r, s, g in log if r == 1][0]
+        (ts, cs), (to, co) = [(s, g) for r, s, g in log if r == 1][1]
+        views[v] = {"cand": co.ravel() % (1 << m), "t": to.ravel() & 1, "dlow": do % 64}
+    crit = _chi2_crit
+    for name, bins in (("cand", 1 << m), ("t", 2), ("dlow", 64)):
+        h0, h1 = (np.bincount(views[v][name].astype(np.int64), minlength=bins) for v in views)
+        e = h0.sum() / bins
+        assert ((h0 - e) ** 2 / e).sum() < crit(bins - 1), name
+        assert ((h1 - e) ** 2 / e).sum() < crit(bins - 1), name
+        assert ((h0 - h1) ** 2 / np.maximum(h0 + h1, 1)).sum() < crit(bins - 1), name
