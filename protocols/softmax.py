@@ -13,7 +13,7 @@ fe = exp_frac, L the row length, lg = ceil(log2 L), b = in_bits:
    level, ceil(log2 L) levels).
 2. e_i = EXP[x_i - m]: one LUT on the non-positive difference, indexed mod 2^b (b bits
    suffice as -(2^b - 1) <= x_i - m <= 0), e_i = min(round(2^fe exp(.)), 2^fe - 1), one
-   table over Z_2^W (W = c + hb below; it serves both the sum and the product, so no
+   table over Z_2^W (W = c + hb + 1 below; it serves both the sum and the product, so no
    narrow copy is dealt). 1 round.
 3. S = sum_i e_i (local; 2^fe - 1 <= S < 2^(fe + lg)). Exact requant of S (index h = top
    11 bits of S in Z_2^(fe + lg), one-digit carry: 2 rounds, rows only) into the tangent
@@ -21,15 +21,16 @@ fe = exp_frac, L the row length, lg = ceil(log2 L), b = in_bits:
    (``activations.reciprocal_taylor_tables``): q = alpha' - beta S <= K/S always.
 4. y_i = e_i (alpha' - beta S) by one trilinear Beaver round (``scale_rows``), so
    y_i ~ p_i out_one 2^c; the tangent error is <= (2^(lg - 12))^2 relative.
-5. exact requant of y + 2^(c-1) by 2^c (c = 2 fe + lg - 9: beta rounded up costs
-   < 1/4 LSB), hb = bitlen(out_one) index bits, table min(j, 2^out_bits - 1). As
-   q <= K/S, e_i <= S and the rounding errors stay < 1/4 LSB, y + 2^(c-1) lies in
-   (0, (out_one + 1/2) 2^c]: the index stays in [0, out_one] and never wraps.
-   Multi-digit carry (c > 12), 3 rounds.
+5. floor((y + 2^(c-1)) / 2^c) by an exact truncation (``trunc``; c = 2 fe + lg - 9: beta
+   rounded up costs < 1/4 LSB). As q <= K/S, e_i <= S and the rounding errors stay
+   < 1/4 LSB, y + 2^(c-1) lies in (0, (out_one + 1/2) 2^c], so the result is in
+   [0, out_one] (hb = bitlen(out_one) bits) and y's ring Z_2^W, W = c + hb + 1, keeps a
+   zero top bit: the truncation emits the value straight into the output ring (no table,
+   no one-hot). Multi-digit carry (c > 12), 3 rounds.
 
 Rounds (defaults): 11 with the coarse scores given (the BERT pipeline), 13 without. For
-[12, 128, 128]: online 3.76 / 4.18 MB per party, offline 70.8 / 73.6 MB (``cost_softmax``;
-count_max 21.4 MB of it).
+[12, 128, 128]: online 3.59 / 4.01 MB per party, offline 59.4 / 62.1 MB (``cost_softmax``;
+count_max 16.8 MB of it).
 
 Precision (defaults, L = 128, 4000 rows each; max |p - softmax| in units of 1/255 vs the
 float softmax of the dequantized scores x 2^-3): scores N(0, 2^2) 0.72, N(0, 2) 0.69,
@@ -52,6 +53,7 @@ from mpc.shares import ShapeMismatch, Shared, concatenate, stack
 from protocols import activations as A
 from protocols import lut as L
 from protocols import onehot as O
+from protocols import trunc as T
 
 U64 = np.uint64
 
@@ -62,7 +64,7 @@ class SoftmaxFormat:
     in_frac: int = 3  # ... in units of 2^-in_frac (int8, [-16, 16) by default)
     exp_frac: int = 15  # e = round(2^exp_frac exp(x - m)), clamped to 2^exp_frac - 1
     out_one: int = 255  # the output integer for probability 1.0
-    out_bits: int = 8  # output ring; values clamped to 2^out_bits - 1
+    out_bits: int = 8  # default output ring; must hold out_one
     max_shift: int = 3  # row max of floor(x / 2^max_shift) (0: of x itself)
 
 
@@ -86,8 +88,8 @@ def plan(L_: int, fmt: SoftmaxFormat) -> _Plan:
         raise ShapeMismatch("softmax needs rows of length >= 1")
     if not 1 <= b <= L.MULTI_INDEX_BITS - 1:
         raise ValueError(f"in_bits={b}: the max-tree table has 2^(in_bits+1) <= 2^12 entries")
-    if not 1 <= fmt.out_one < 1 << 11 or not 1 <= fmt.out_bits <= 64:
-        raise ValueError("out_one must be in 1..2047 and out_bits in 1..64")
+    if not 1 <= fmt.out_one < 1 << 11 or not fmt.out_one.bit_length() <= fmt.out_bits <= 64:
+        raise ValueError("out_one must be in 1..2047 and out_bits in bitlen(out_one)..64")
     if not 0 <= fmt.max_shift <= b - 1:
         raise ValueError(f"max_shift={fmt.max_shift} must be in 0..{b - 1}")
     lg = (L_ - 1).bit_length()
@@ -96,7 +98,7 @@ def plan(L_: int, fmt: SoftmaxFormat) -> _Plan:
         raise ValueError(f"exp_frac={fe} must be in 2..24 and rows at most 1024 long")
     Ws = fe + lg
     c = max(2 * fe + lg - 9, Ws + 1 - hb, 1)  # beta rounding < 1/4 LSB of y; W > Ws
-    W = c + hb
+    W = c + hb + 1  # y < 2^(c + hb): a zero top bit for the final truncation
     if W > 64:
         raise ValueError(f"exp_frac={fe} with rows of {L_} needs rings beyond 64 bits")
     hs = min(12, Ws - 1)
@@ -117,10 +119,6 @@ def plan(L_: int, fmt: SoftmaxFormat) -> _Plan:
 
 def _relu_table(b: int) -> np.ndarray:
     return L.signed_table(lambda s: np.maximum(s, 0), b + 1)
-
-
-def _out_table(p: _Plan, fmt: SoftmaxFormat) -> np.ndarray:
-    return np.minimum(np.arange(1 << p.hb), (1 << fmt.out_bits) - 1)
 
 
 def _levels(n: int) -> list[int]:
@@ -214,7 +212,9 @@ def cost_scale_rows(shape, k: int) -> Cost:
 
 
 # -- softmax ----------------------------------------------------------------------------
-def _check(x, fmt: SoftmaxFormat) -> _Plan:
+def _check(x, fmt: SoftmaxFormat, out_ring: int | None) -> _Plan:
+    if out_ring is not None and not fmt.out_one.bit_length() <= out_ring <= 64:
+        raise ValueError(f"output ring Z2^{out_ring} cannot hold out_one={fmt.out_one}")
     if not isinstance(x, Shared) or not isinstance(x.dom, Ring):
         raise DomainMismatch(f"softmax input must be a share over a ring, got {x!r}")
     if x.ndim < 1:
@@ -293,10 +293,10 @@ def softmax(
     rt, x: Shared, fmt: SoftmaxFormat = SoftmaxFormat(), out_ring: int | None = None, xc=None
 ) -> Shared:
     """round(out_one * softmax(x)) over the last axis, over Z_2^out_ring (default
-    out_bits; the value is at most 2^out_bits - 1 either way; see module doc). ``xc``:
+    out_bits; it must hold out_one; see module doc). ``xc``:
     shares of floor(x / 2^max_shift) if the caller has them (else one requant more).
     Cost: ``cost_softmax``."""
-    p = _check(x, fmt)
+    p = _check(x, fmt, out_ring)
     b, fe = fmt.in_bits, fmt.exp_frac
     x9 = x.reduce(b + 1)
     m = _row_top(rt, x9, xc, fmt)
@@ -313,8 +313,8 @@ def softmax(
         h_min=p.h_min,
     )
     y = scale_rows(rt, e, alpha, beta, S) + (1 << (p.c - 1))
-    tab = [(_out_table(p, fmt), out_ring or fmt.out_bits)]
-    return O.requant(rt, y, p.c, tab, carry_digits=A.carry_digits_for(p.c))[0]
+    k = out_ring or fmt.out_bits
+    return T.trunc(rt, y, p.c, out_bits=k, unsigned=True, carry_digits=A.carry_digits_for(p.c))
 
 
 def reference_softmax(
@@ -339,8 +339,7 @@ def reference_softmax(
         ring(p.Ws).reduce(S), p.Ws, p.cs, p.K, p.W, taylor=True, h_min=p.h_min
     )
     y = RW.add(reference_scale_rows(e, alpha, beta, S, p.W), U64(1 << (p.c - 1)))
-    tab = [(_out_table(p, fmt), out_ring or fmt.out_bits)]
-    return O.reference_requant(y, p.W, p.c, tab)[0]
+    return T.reference_trunc(y, p.W, p.c, out_bits=out_ring or fmt.out_bits, unsigned=True)
 
 
 def cost_softmax(
@@ -361,12 +360,8 @@ def cost_softmax(
             rows, p.Ws, p.cs, p.K, p.W, taylor=True, carry_digits=p.cs_digits, h_min=p.h_min
         )
         + cost_scale_rows(shape, p.W)
-        + O.cost_requant(
-            shape,
-            p.W,
-            p.c,
-            [(_out_table(p, fmt), out_ring or fmt.out_bits)],
-            carry_digits=A.carry_digits_for(p.c),
+        + T.cost_trunc(
+            shape, p.W, p.c, out_bits=out_ring or fmt.out_bits, carry_digits=A.carry_digits_for(p.c)
         )
     )
 

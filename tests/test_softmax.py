@@ -29,8 +29,8 @@ def formats(draw):
         in_bits=b,
         in_frac=draw(st.integers(0, 4)),
         exp_frac=draw(st.integers(4, 14)),
-        out_one=draw(st.sampled_from([1, 7, 127, 128, 255, 256, 1000])),
-        out_bits=draw(st.integers(6, 16)),
+        out_one=(one := draw(st.sampled_from([1, 7, 127, 128, 255, 256, 1000]))),
+        out_bits=draw(st.integers(one.bit_length(), 16)),
         max_shift=draw(st.integers(0, b - 1)),
     )
 
@@ -108,7 +108,7 @@ def test_softmax_matches_reference_and_cost(rows, n, fmt, extra, mode, seed):
     final = 3 if S.plan(n, fmt).c > 8 else 2  # one-digit carry for small shifts
     top = 3 + (3 if fmt.max_shift > 8 else 2) if fmt.max_shift else (n - 1).bit_length()
     assert cost.rounds == top + 5 + final
-    assert int(out.max()) <= min(fmt.out_one, (1 << fmt.out_bits) - 1)
+    assert int(out.max()) <= fmt.out_one
 
 
 @pytest.mark.parametrize("mode", ["live", "dealt"])
@@ -210,6 +210,10 @@ def test_bad_inputs_raise_before_any_message(rank):
         S.softmax(rt, sh(9, (2, 4)), S.SoftmaxFormat(out_one=4096))
     with pytest.raises(ValueError):
         S.softmax(rt, sh(9, (2, 4)), S.SoftmaxFormat(exp_frac=40))
+    with pytest.raises(ValueError, match="out_one"):
+        S.softmax(rt, sh(9, (2, 4)), S.SoftmaxFormat(out_one=1000))  # 10 bits, out_bits 8
+    with pytest.raises(ValueError, match="out_one"):
+        S.softmax(rt, sh(9, (2, 4)), out_ring=7)  # 255 needs 8 bits
     with pytest.raises(ShapeMismatch):
         S.scale_rows(rt, sh(8, (2, 4)), sh(8, (2, 1)), sh(8, (2, 1)), sh(8, (3, 1)))
     with pytest.raises(DomainMismatch):

@@ -43,6 +43,38 @@ def test_trunc_matches_reference_and_cost(B, a, k, shape, mode, seed):
     assert (ring(B - a).signed(out) == xs >> a).all()  # the signed floor, exact
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    B=st.integers(4, 64),
+    a=st.integers(1, 40),
+    extra=st.integers(-3, 30),
+    unsigned=st.booleans(),
+    shape=SHAPES,
+    mode=MODES,
+    seed=st.integers(0, 2**32),
+)
+def test_trunc_out_ring_matches_reference(B, a, extra, unsigned, shape, mode, seed):
+    """Any output ring: narrower (mod 2^K) or wider (the exact floor, for x within the
+    bound: |x| < 2^(B-2), or 0 <= x < 2^(B-1) unsigned); declared cost measured."""
+    a = min(a, B - 2)
+    K = max(1, min(64, B - a + extra))
+    rng = np.random.default_rng(seed)
+    if unsigned:
+        x = rng.integers(0, 2 ** (B - 1), shape, dtype=np.uint64)
+    else:
+        h = 2 ** (B - 2)
+        x = ring(B).reduce(rng.integers(-h, h, shape, dtype=np.int64))
+    x[..., 0] = 0 if unsigned else ring(B).reduce(np.int64(-(2 ** (B - 2))))  # an edge
+    out, cost, _ = run_and_open(
+        lambda rt: T.trunc(rt, _input(rt, ring(B), x), a, out_bits=K, unsigned=unsigned), mode
+    )
+    assert (out == T.reference_trunc(x, B, a, out_bits=K, unsigned=unsigned)).all()
+    assert cost == T.cost_trunc(shape, B, a, out_bits=K)
+    v = x.astype(np.int64) if unsigned else ring(B).signed(x)
+    if K > B - a:
+        assert (ring(K).signed(out) == v >> a).all()  # the exact floor in the wider ring
+
+
 def test_side_by_side_rounds_are_the_max():
     """A 3-round truncation and a 2-round one-hot requant in lock-step: 3 rounds, same
     outputs and bytes as one after the other."""
