@@ -210,23 +210,31 @@ def _b2a_bytes(n: int, layout, slots: int) -> int:
     return sum(rows_size(slots * n, w) for _, _, w in _word_groups(layout))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, boundscheck=False)
 def _b2a_kernel(o, t, sh, cols, tab, pos, neg, public, accs):  # pragma: no cover - numba
     """accs[i, tab[c]] +-= (o_b + (1 - 2 o_b) <s_b>) 2^pos[c] (mod the word) for the mask-bit
     shares sh[t_i, i, c] of output bit b = cols[c] of slot t_i (o_b added by P1 only:
-    ``public``); subtracted for a sign bit (neg[c])."""
-    n = t.shape[0]
+    ``public``); subtracted for a sign bit (neg[c]). Runs of columns of one table sum in a
+    register (one store per run, not a read-modify-write per column)."""
+    n, C = t.shape[0], cols.shape[0]
+    one, two = np.uint64(1), np.uint64(2)
     for i in range(n):
         ti = t[i]
-        for c in range(cols.shape[0]):
+        run, cur = np.uint64(0), tab[0] if C else 0
+        for c in range(C):
+            if tab[c] != cur:
+                accs[i, cur] += run
+                run, cur = np.uint64(0), tab[c]
             ob = np.uint64(o[ti, i, cols[c]])
-            v = np.uint64(sh[ti, i, c]) * (np.uint64(1) - np.uint64(2) * ob)
+            v = np.uint64(sh[ti, i, c]) * (one - two * ob)
             if public:
                 v += ob
             v <<= np.uint64(pos[c])
             if neg[c]:
                 v = -v
-            accs[i, tab[c]] += v
+            run += v
+        if C:
+            accs[i, cur] += run
 
 
 def _b2a_accs(rt, tabs, layout, o: np.ndarray, t: np.ndarray, arith: list) -> np.ndarray:
@@ -368,25 +376,29 @@ def _diff_bits(u: np.ndarray, beta: np.ndarray, dlayout) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _diff_kernel(t, D, sh, kind, idx, ptab, coef, accs):  # pragma: no cover - numba
+def _diff_kernel(t, D, sh, kind, idx, ptab, coef, public, accs):  # pragma: no cover - numba
     """accs[i, table] += v_p arith(k_i d_ip) with k = t xor u, d_p = D_p xor beta_p, from
     the shares sh[0, i, c] of column c (``diff_layout``): t (1 - 2 D) <beta> (kind 0),
     (1 - 2 t)(1 - 2 D) <u beta> (kind 1), (1 - 2 t) D <u> summed over a table's planes
-    (kind 2); the public t D v is added by ``_diff_public``. Branch-free in the public
-    bits (signs as multiplications mod 2^64): t and D are random."""
-    n, P, C = t.shape[0], coef.shape[0], kind.shape[0]
+    (kind 2), plus the public t D v (``public``, P1 once). Branch-free in the public bits
+    (signs as multiplications mod 2^64): t and D are random. Per element the planes'
+    sum_p D_p v_p per table is formed once; runs of one table's columns sum in a
+    register."""
+    n, P, C, T = t.shape[0], coef.shape[0], kind.shape[0], accs.shape[1]
     one, two = np.uint64(1), np.uint64(2)
+    sums = np.zeros(T, dtype=np.uint64)
     for i in range(n):
         ti = np.uint64(t[i])
         acc = accs[i]
+        sums[:] = 0
+        for p in range(P):
+            sums[ptab[p]] += np.uint64(D[i, p]) * coef[p]
+        run, cur = np.uint64(0), -1
         for c in range(C):
             x = np.uint64(sh[0, i, c])
             if kind[c] == 2:
-                tab, s = idx[c], np.uint64(0)
-                for p in range(P):
-                    if ptab[p] == tab:
-                        s += np.uint64(D[i, p]) * coef[p]
-                v = x * s * (one - two * ti)
+                tab = idx[c]
+                v = x * sums[tab] * (one - two * ti)
             else:
                 p = idx[c]
                 tab, d = ptab[p], np.uint64(D[i, p])
@@ -394,15 +406,16 @@ def _diff_kernel(t, D, sh, kind, idx, ptab, coef, accs):  # pragma: no cover - n
                     v = ti * x * coef[p] * (one - two * d)
                 else:
                     v = x * coef[p] * (one - two * (ti ^ d))
-            acc[tab] += v
-
-
-@njit(cache=True, nogil=True, boundscheck=False)
-def _diff_public(t, D, ptab, coef, accs):  # pragma: no cover - numba
-    for i in range(t.shape[0]):
-        ti = np.uint64(t[i])
-        for p in range(coef.shape[0]):
-            accs[i, ptab[p]] += ti * np.uint64(D[i, p]) * coef[p]
+            if tab != cur:
+                if cur >= 0:
+                    acc[cur] += run
+                run, cur = np.uint64(0), tab
+            run += v
+        if cur >= 0:
+            acc[cur] += run
+        if public:
+            for tb in range(T):
+                acc[tb] += ti * sums[tb]
 
 
 def diff_outputs(rt, tabs, layout, planes, dlayout, o, D, t, arith, darith, shape):
@@ -413,12 +426,10 @@ def diff_outputs(rt, tabs, layout, planes, dlayout, o, D, t, arith, darith, shap
     t, D = t.astype(np.uint8), np.ascontiguousarray(D)
     ptab = np.array([i for i, _, _ in planes], dtype=np.int64)
     coef = np.array([v for _, v, _ in planes], dtype=U64)
-    for cols, sh in darith:
+    for g, (cols, sh) in enumerate(darith):
         kind = np.array([dlayout[c][0] for c in cols], dtype=np.int64)
         idx = np.array([dlayout[c][1] for c in cols], dtype=np.int64)
-        _diff_kernel(t, D, sh, kind, idx, ptab, coef, accs)
-    if rt.rank == 1 and planes:
-        _diff_public(t, D, ptab, coef, accs)
+        _diff_kernel(t, D, sh, kind, idx, ptab, coef, rt.rank == 1 and g == 0, accs)
     return _shares_of(tabs, accs, shape, rt.rank)
 
 
