@@ -25,6 +25,11 @@ open delta = acc - r (B bits per party, 1 round). Write r = r_h 2^c + r_l.
     B + 2k + 1 bits online, offline sum_i 2^w_i (whole words) + 4^k bits (half of Z_4 state
     tables). Every table index stays <= 12 bits.
 
+``requant_masked_steps``: the exact form with the output revealed under fresh dealer masks
+(y = pub[t] - lam[t], both gathered candidates opened masked in the last round) instead
+of shared, so a product with y needs dealt products with the two masks only (for few
+elements: the LayerNorm's rsqrt per row).
+
 ``extend`` (Z_2^k -> Z_2^B): wrap-bit method, not an identity LUT: same online cost (k bits,
 1 round) but 2^k (B-k) instead of 2^k B offline bits. With R in Z_2^B from the seeds
 (free), r = R mod 2^k, R_h = R >> k: open delta = x - r in Z_2^k; x = delta + R - 2^k K[delta]
@@ -185,7 +190,7 @@ def requant(
 # -- exact requant revealed under dealer masks ---------------------------------------------
 @dataclass(frozen=True, eq=False)
 class MaskedOut:
-    """y = pub[t] - lam[t] per element, ``requant_masked``'s output: t (n,) and pub (n, 2)
+    """y = pub[t] - lam[t] per element, ``requant_masked_steps``' output: t (n,), pub (n, 2)
     public on P1/P2 (None on P0); lam (n, 2) the dealer's masks, plaintext on P0 and
     shares on P1/P2 (over the output ring). A product with y needs dealt products with
     lam only: one mask per slot, whatever the table's width."""

@@ -221,6 +221,9 @@ def scaled_product(rt, u: T.TruncParts, r: C.MaskedOut, shape) -> Shared:
     shape[-1] elements), with no opening: u r = u pub_r - lam (pub + hu - 2 t us), where
     P0 deals lam_s hu and lam_s us for both slots s (4n elements; lam itself is free)."""
     R, n = u.ring, u.hu.size
+    R.check(r.dom)
+    if u.mr is not None or n != int(np.prod(shape, dtype=np.int64)):
+        raise ValueError("scaled_product takes a narrow truncation of the given shape")
     rows = np.arange(n) // shape[-1]
     if rt.is_dealer:
         lam = r.lam[rows]  # (n, 2)

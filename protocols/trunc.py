@@ -99,10 +99,10 @@ def trunc_parts_steps(rt, x: Shared, a: int, *, out_bits=None, unsigned=False, c
     hu = R.reduce((rf >> U64(a)) + u) if priv else None
     hus = rt.dealer_shared(R, (n,), hu)
     us = rt.dealer_shared(R, (n,), u)
-    mr = rf >> U64(B - 1) if priv else None
+    mr = rf >> U64(B - 1) if priv and wide else None
     mrs = rt.dealer_shared(R, (n,), mr) if wide else None
     if rt.is_dealer:
-        return TruncParts(R, None, None, hu, u.astype(U64), mr=mr if wide else None)
+        return TruncParts(R, None, None, hu, u.astype(U64), mr=mr)
     mine = (x + off) - r
     (do,) = yield [(mine.dom, mine.data)]
     d = mine.dom.add(mine.data, do).reshape(-1)
